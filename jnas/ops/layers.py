@@ -1,0 +1,171 @@
+"""Basic layers with PyTorch semantics (NHWC), built for speed on CPU and accelerators.
+
+DARTS and its descendants are defined by PyTorch code, so padding, pooling and initialisation
+follow PyTorch: convolutions have no bias, are initialised like ``torch.nn.Conv2d`` (uniform
+with variance 1/(3 fan_in)), average pooling excludes padding from the count, and batch norm
+uses momentum 0.1 in PyTorch's sense (0.9 in Flax's) and epsilon 1e-5.
+
+Depthwise convolutions go through :func:`jnas.ops.depthwise.depthwise_conv2d`, which picks a
+formulation by backend (XLA's grouped convolution is slow on CPU). Pointwise (1x1)
+convolutions are plain matrix products. Pools are written as a max / sum over shifted slices,
+which XLA fuses into one elementwise loop, and whose gradients are elementwise too.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jnas.ops.depthwise import depthwise_conv2d
+
+# torch.nn.Conv2d / nn.Linear default init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
+torch_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+class Conv2d(nn.Module):
+    """A dense 2-D convolution (NHWC, no bias), PyTorch padding semantics."""
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        in_features = x.shape[-1]
+        if (kh, kw) == (1, 1) and self.padding == (0, 0):
+            kernel = self.param("kernel", torch_init, (1, 1, in_features, self.features))
+            sh, sw = self.stride
+            return x[:, ::sh, ::sw, :] @ kernel[0, 0]
+        kernel = self.param("kernel", torch_init, (kh, kw, in_features, self.features))
+        ph, pw = self.padding
+        return lax.conv_general_dilated(
+            x,
+            kernel,
+            window_strides=self.stride,
+            padding=((ph, ph), (pw, pw)),
+            rhs_dilation=(self.dilation, self.dilation),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+
+
+class DepthwiseConv2d(nn.Module):
+    """A depthwise convolution (one k x k filter per channel, ``groups=C`` in PyTorch)."""
+
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        c = x.shape[-1]
+        # fan_in of a grouped conv is k*k (one input channel per group).
+        kernel = self.param(
+            "kernel", lambda key, s: torch_init(key, (k, k, 1, c)).reshape(s), (k, k, c)
+        )
+        return depthwise_conv2d(
+            x, kernel, stride=self.stride, dilation=self.dilation, padding=self.padding
+        )
+
+
+class Dense(nn.Module):
+    """``torch.nn.Linear``: weight and bias both U(+-1/sqrt(fan_in))."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        bound = 1.0 / np.sqrt(fan_in)
+        kernel = self.param("kernel", torch_init, (fan_in, self.features))
+        bias = self.param(
+            "bias",
+            lambda k, s: jax.random.uniform(k, s, minval=-bound, maxval=bound),
+            (self.features,),
+        )
+        return x @ kernel + bias
+
+
+def batch_norm(affine: bool, axis_name: str | None, name: str | None = None) -> nn.BatchNorm:
+    """PyTorch-equivalent ``BatchNorm2d`` (momentum 0.1, eps 1e-5) over NHWC.
+
+    Args:
+      affine: learn a scale and bias (False during DARTS search).
+      axis_name: a pmap axis name: batch statistics are then averaged over devices, so that
+        a data-parallel step equals a single-device step on the global batch.
+      name: the module name.
+    """
+    return nn.BatchNorm(
+        momentum=0.9,
+        epsilon=1e-5,
+        use_scale=affine,
+        use_bias=affine,
+        axis_name=axis_name,
+        name=name,
+    )
+
+
+def _shifted_windows(xp: jax.Array, k: int, stride: int, out_hw: tuple[int, int]):
+    ho, wo = out_hw
+    for u in range(k):
+        for v in range(k):
+            yield lax.slice(
+                xp,
+                (0, u, v, 0),
+                (xp.shape[0], u + (ho - 1) * stride + 1, v + (wo - 1) * stride + 1, xp.shape[3]),
+                (1, stride, stride, 1),
+            )
+
+
+def _pool_out(size: int, k: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - k) // stride + 1
+
+
+def max_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
+    """``nn.MaxPool2d(k, stride, padding)`` as an elementwise max over shifted slices."""
+    ho = _pool_out(x.shape[1], k, stride, padding)
+    wo = _pool_out(x.shape[2], k, stride, padding)
+    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    xp = jnp.pad(x, pad, constant_values=-jnp.inf)
+    return functools.reduce(jnp.maximum, _shifted_windows(xp, k, stride, (ho, wo)))
+
+
+@functools.lru_cache(maxsize=64)
+def _avg_pool_inv_count(h: int, w: int, k: int, stride: int, padding: int) -> np.ndarray:
+    ones = np.pad(np.ones((h, w), np.float32), padding)
+    ho, wo = _pool_out(h, k, stride, padding), _pool_out(w, k, stride, padding)
+    count = np.zeros((ho, wo), np.float32)
+    for u in range(k):
+        for v in range(k):
+            count += ones[
+                u : u + (ho - 1) * stride + 1 : stride, v : v + (wo - 1) * stride + 1 : stride
+            ]
+    return (1.0 / count)[None, :, :, None]
+
+
+def avg_pool(
+    x: jax.Array,
+    k: int = 3,
+    stride: int = 1,
+    padding: int = 1,
+    count_include_pad: bool = False,
+) -> jax.Array:
+    """``nn.AvgPool2d(k, stride, padding, count_include_pad)`` as a sum of shifted slices."""
+    ho = _pool_out(x.shape[1], k, stride, padding)
+    wo = _pool_out(x.shape[2], k, stride, padding)
+    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    xp = jnp.pad(x, pad)
+    total = functools.reduce(jnp.add, _shifted_windows(xp, k, stride, (ho, wo)))
+    if count_include_pad or padding == 0:
+        return total / (k * k)
+    inv = _avg_pool_inv_count(x.shape[1], x.shape[2], k, stride, padding)
+    return total * jnp.asarray(inv, x.dtype)

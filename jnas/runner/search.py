@@ -1,0 +1,306 @@
+"""The host loop of a one-shot (supernet) search: data, jit/pmap, checkpoints, metrics.
+
+``search(config, workdir)`` runs the strategy named by ``config.strategy`` and resumes from
+the last checkpoint in ``workdir`` when there is one. The workdir then holds:
+
+* ``config.json``: the config of the run;
+* ``checkpoints/``: orbax checkpoints (the whole search state and the host loop's counters);
+* ``metrics.jsonl`` and ``tb/``: per ``log_every_steps`` the running train/val loss and
+  accuracy, per epoch the epoch means, the validation pass and the op weights of every
+  edge (e.g. softmax(alpha)), as JSON lines and TensorBoard events;
+* ``genotypes.jsonl``: the genotype derived after each epoch; ``genotype.txt``: the final one;
+* ``alpha.json``: the final op weights per cell type and edge.
+
+Everything that jit compiles is pure; the data order is a function of (seed, epoch, batch)
+and the augmentation key a function of (seed, step), so a resumed run repeats exactly what
+an uninterrupted one computes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jnas import data as jdata
+from jnas.runner.checkpoint import Checkpointer, write_json
+from jnas.runner.progress import Progress
+from jnas.runner.writers import MetricWriter
+from jnas.strategies import get_gradient_strategy
+
+AXIS = "batch"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the last checkpoint is left untouched."""
+
+
+def load_search_data(config: ml_collections.ConfigDict):
+    """The DARTS search split: the train split halved into search-train and search-val."""
+    d = config.data
+    info = jdata.get_dataset_info(d.name)
+    images, labels = jdata.load_arrays(d.name, "train", data_dir=d.data_dir, source=d.source)
+    (tx, ty), (vx, vy) = jdata.split_train_val(
+        images, labels, fraction=d.train_portion, limit=d.limit or None
+    )
+    return info, (tx, ty), (vx, vy)
+
+
+def make_prepare(info, config: ml_collections.ConfigDict):
+    """``(key, batch) -> batch`` with the DARTS search augmentation (crop, flip, normalise)."""
+    flip = info.flip if config.data.flip is None else config.data.flip
+
+    def prepare(key, images, labels):
+        x = jdata.augment_batch(
+            key,
+            images,
+            mean=info.mean,
+            std=info.std,
+            crop_padding=config.data.crop_padding,
+            flip=flip,
+        )
+        return {"image": x, "label": labels}
+
+    return prepare
+
+
+def _normalize_only(info):
+    def prepare(images, labels):
+        return {"image": jdata.normalize(images, info.mean, info.std), "label": labels}
+
+    return prepare
+
+
+class _Steps:
+    """Compiles the search step for one device (jit) or all local devices (pmap)."""
+
+    def __init__(self, search, prepare, eval_prepare, parallel: str, seed: int):
+        self.search, self.parallel = search, parallel
+        self.n_dev = jax.local_device_count() if parallel == "pmap" else 1
+        data_key = jax.random.fold_in(jax.random.PRNGKey(seed), 0xDA7A)
+
+        # Augment the global batch (so that the result does not depend on the sharding).
+        @jax.jit
+        def augment(step, tx, ty, vx, vy):
+            k = jax.random.fold_in(data_key, step)
+            kt, kv = jax.random.split(k)
+            return prepare(kt, tx, ty), prepare(kv, vx, vy)
+
+        self.augment = augment
+        self.eval_prepare = jax.jit(eval_prepare)
+        if parallel == "pmap":
+            self.step = jax.pmap(search.step, axis_name=AXIS, donate_argnums=0)
+            self.eval = jax.pmap(search.eval_step, axis_name=AXIS)
+        elif parallel == "none":
+            self.step = jax.jit(search.step, donate_argnums=0)
+            self.eval = jax.jit(search.eval_step)
+        else:
+            raise ValueError(f"config.parallel must be 'none' or 'pmap', got {parallel!r}")
+
+    def put_state(self, state):
+        if self.parallel == "pmap":
+            return jax.device_put_replicated(state, jax.local_devices())
+        return state
+
+    def get_state(self, state):
+        if self.parallel == "pmap":
+            return jax.tree.map(lambda x: x[0], state)
+        return state
+
+    def _shard(self, batch):
+        return jdata.shard(batch, self.n_dev) if self.parallel == "pmap" else batch
+
+    def run(self, state, step, train, val):
+        tb, vb = self.augment(step, *train, *val)
+        return self.step(state, self._shard(tb), self._shard(vb))
+
+    def evaluate(self, state, images, labels, batch_size):
+        """Mean loss and accuracy over a whole split (the last batch padded, padding masked)."""
+        bs = max(self.n_dev, batch_size - batch_size % self.n_dev)
+        totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+        for start in range(0, len(images), bs):
+            x, y = images[start : start + bs], labels[start : start + bs]
+            weight = np.ones(len(x), np.float32)
+            if len(x) < bs:  # static shapes: pad the last batch, give the padding weight 0
+                pad = bs - len(x)
+                x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
+                y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
+                weight = np.concatenate([weight, np.zeros(pad, np.float32)])
+            batch = dict(self.eval_prepare(x, y), weight=weight)
+            out = jax.device_get(self.eval(state, self._shard(batch)))
+            if self.parallel == "pmap":
+                out = jax.tree.map(lambda a: a[0], out)
+            for k in totals:
+                totals[k] += float(out[k])
+        count = max(totals["count"], 1.0)
+        return {"loss": totals["loss_sum"] / count, "acc": totals["correct"] / count}
+
+
+def _check_finite(metrics: dict, step: int, workdir: str, last_ckpt: int | None):
+    for name in ("train_loss", "val_loss"):
+        v = float(metrics[name])
+        if not math.isfinite(v):
+            raise NonFiniteLossError(
+                f"{name} is {v} at step {step}; the search stopped without saving. The last "
+                f"good checkpoint (step {last_ckpt}) in {workdir}/checkpoints is untouched; "
+                "lower the learning rate(s) or check the data, then rerun to resume from it."
+            )
+
+
+def _edge_table(weights: dict[str, Any]) -> dict[str, list]:
+    return {t: np.round(np.asarray(w), 5).tolist() for t, w in weights.items()}
+
+
+def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Run (or resume) a gradient-based architecture search.
+
+    Args:
+      config: the experiment config (e.g. ``experiments/configs/darts_cifar10.py``).
+      workdir: where checkpoints, metrics and genotypes go; a rerun resumes from it.
+
+    Returns:
+      A summary: the final genotype (text), steps, final metrics, wall time and, when
+      ``config.retrain.enabled``, the retraining's results (``config.retrain`` is then an
+      evaluation config, as for ``experiments.train``).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    strategy = get_gradient_strategy(config.strategy)
+    info, (tx, ty), (vx, vy) = load_search_data(config)
+    bs = config.search.batch_size
+    train_batches = jdata.Batches(tx, ty, batch_size=bs, seed=config.seed, stream=0)
+    val_batches = jdata.Batches(vx, vy, batch_size=bs, seed=config.seed, stream=1)
+    steps_per_epoch = min(len(train_batches), len(val_batches))
+    if config.search.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.search.max_steps_per_epoch)
+    total_steps = steps_per_epoch * config.search.epochs
+    parallel = config.parallel
+    if parallel == "pmap" and bs % jax.local_device_count():
+        raise ValueError(
+            f"search.batch_size={bs} must divide evenly over {jax.local_device_count()} devices"
+        )
+
+    searcher = strategy.build(
+        config,
+        num_classes=info.num_classes,
+        steps_per_epoch=steps_per_epoch,
+        axis_name=AXIS if parallel == "pmap" else None,
+    )
+    steps = _Steps(
+        searcher, make_prepare(info, config), _normalize_only(info), parallel, config.seed
+    )
+
+    # Initialise (cheap to trace, compiled once), then restore when resuming.
+    sample = steps.eval_prepare(tx[:2], ty[:2])["image"]
+    init = jax.jit(searcher.init)
+    state = init(jax.random.PRNGKey(config.seed), sample)
+    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+    start, meta = 0, {}
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(state)
+        start = int(state.step)
+        logging.info("resuming from step %d in %s", start, workdir)
+    else:
+        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    writer = MetricWriter(workdir, resume_step=start if start else None)
+    genotypes_path = os.path.join(workdir, "genotypes.jsonl")
+    _truncate_genotypes(genotypes_path, start // steps_per_epoch if start else 0)
+
+    dstate = steps.put_state(state)
+    del state
+    sums = dict(meta.get("epoch_sums", {}))
+    t0, compile_s = time.time(), None
+    progress = Progress(total_steps, start, enabled=config.progress, desc=config.strategy)
+    last_ckpt = ckpt.latest_step()
+    metrics = {}
+    for step in range(start, total_steps):
+        epoch, index = divmod(step, steps_per_epoch)
+        tb = train_batches.batch(epoch, index)
+        vb = val_batches.batch(epoch, index)
+        t_step = time.time()
+        dstate, m = steps.run(dstate, step, tb, vb)
+        if compile_s is None:
+            jax.block_until_ready(m)
+            compile_s = time.time() - t_step
+        m = jax.device_get(m)
+        if parallel == "pmap":
+            m = jax.tree.map(lambda a: a[0], m)
+        _check_finite(m, step, workdir, last_ckpt)
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        sums["_n"] = sums.get("_n", 0) + 1
+        progress.update(step + 1, m)
+        if (step + 1) % config.log_every_steps == 0:
+            writer.write(step + 1, "train_step", m)
+
+        end_of_epoch = (step + 1) % steps_per_epoch == 0
+        if end_of_epoch:
+            state = steps.get_state(dstate)
+            metrics = _end_epoch(
+                config, searcher, steps, state, writer, epoch, step + 1, sums, (vx, vy)
+            )
+            with open(genotypes_path, "a") as f:
+                g = searcher.genotype(state)
+                f.write(
+                    json.dumps({"epoch": epoch + 1, "step": step + 1, "genotype": str(g)}) + "\n"
+                )
+            sums = {}
+        if end_of_epoch or (step + 1) % config.checkpoint_every_steps == 0:
+            ckpt.save(step + 1, steps.get_state(dstate), {"epoch_sums": sums})
+            last_ckpt = step + 1
+    progress.close()
+
+    state = steps.get_state(dstate)
+    genotype = searcher.genotype(state)
+    with open(os.path.join(workdir, "genotype.txt"), "w") as f:
+        f.write(str(genotype) + "\n")
+    write_json(os.path.join(workdir, "alpha.json"), _edge_table(searcher.op_weights(state)))
+    summary = {
+        "genotype": str(genotype),
+        "steps": total_steps,
+        "search_wall_s": round(time.time() - t0, 1),
+        "compile_s": None if compile_s is None else round(compile_s, 1),
+        **{k: v for k, v in metrics.items() if isinstance(v, float)},
+    }
+    writer.write(total_steps, "final", {"genotype": str(genotype)})
+    writer.close()
+    ckpt.close()
+    if config.get("retrain") is not None and config.retrain.get("enabled", False):
+        from jnas.runner.train import train  # the retraining host loop (evaluation network)
+
+        summary["retrain"] = train(
+            config.retrain, os.path.join(workdir, "retrain"), genotype=genotype
+        )
+    write_json(os.path.join(workdir, "summary.json"), summary)
+    return summary
+
+
+def _end_epoch(config, searcher, steps, state, writer, epoch, step, sums, val_split):
+    n = max(sums.get("_n", 1), 1)
+    means = {k: v / n for k, v in sums.items() if k != "_n"}
+    record = {"epoch": epoch + 1, **means}
+    if config.eval_every_epochs and (epoch + 1) % config.eval_every_epochs == 0:
+        ev = steps.evaluate(state, *val_split, config.eval_batch_size)
+        record["val_eval_loss"], record["val_eval_acc"] = ev["loss"], ev["acc"]
+    writer.write(step, "epoch", record)
+    weights = jax.device_get(searcher.op_weights(state))
+    writer.write(step, "op_weights", {t: np.asarray(w) for t, w in weights.items()})
+    writer.write_text(step, "genotype", str(searcher.genotype(state)))
+    writer.flush()
+    logging.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items()})
+    return record
+
+
+def _truncate_genotypes(path: str, max_epoch: int) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        keep = [ln for ln in f if ln.strip() and json.loads(ln)["epoch"] <= max_epoch]
+    with open(path, "w") as f:
+        f.writelines(keep)
