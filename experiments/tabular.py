@@ -1,0 +1,32 @@
+"""Searches NAS-Bench-201 as a tabular benchmark and prints mean ± std test accuracy.
+
+  JNAS_NB201_PATH=/path/to/nb201.csv.gz \
+    python -m experiments.tabular --config=experiments/configs/nb201.py [--json=rows.json]
+
+Config overrides on the command line, e.g. `--config.seeds=10 --config.budget=200`.
+"""
+
+import json
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jnas.tabular import experiment
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+_JSON = flags.DEFINE_string("json", None, "Also write the result rows as a JSON list here.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    rows = experiment.run_experiment(_CONFIG.value)
+    print(experiment.format_rows(rows))
+    if _JSON.value:
+        with open(_JSON.value, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)
