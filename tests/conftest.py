@@ -20,3 +20,32 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture
 def repo_root() -> str:
     return REPO
+
+
+def write_idx_dataset(directory: str, n_train: int = 512, n_test: int = 256, seed: int = 0):
+    """Write a small, learnable Fashion-MNIST look-alike as gzipped IDX files.
+
+    Class k is a bright 8x8 square at one of 10 positions, plus noise.
+    """
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, k in enumerate(labels):
+            r, c = 2 + 4 * (k // 5) * 3, 2 + 5 * (k % 5)
+            images[i, r : r + 8, c : c + 8] = 220
+        with gzip.open(os.path.join(directory, f"{split}-images-idx3-ubyte.gz"), "wb") as f:
+            f.write(np.array([0x803, n, 28, 28], ">i4").tobytes() + images.tobytes())
+        with gzip.open(os.path.join(directory, f"{split}-labels-idx1-ubyte.gz"), "wb") as f:
+            f.write(np.array([0x801, n], ">i4").tobytes() + labels.tobytes())
+    return directory
+
+
+@pytest.fixture(scope="session")
+def fake_fmnist_dir(tmp_path_factory) -> str:
+    return write_idx_dataset(str(tmp_path_factory.mktemp("fmnist")))

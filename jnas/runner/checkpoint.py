@@ -24,7 +24,7 @@ class IncompatibleCheckpointError(RuntimeError):
 
 def _shapes(tree) -> dict[str, tuple]:
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in flat}
+    return {jax.tree_util.keystr(p): tuple(getattr(x, "shape", np.shape(x))) for p, x in flat}
 
 
 class Checkpointer:
@@ -61,7 +61,7 @@ class Checkpointer:
         """Restore into the structure, shapes and dtypes of ``target``.
 
         Args:
-          target: a state of the current run (e.g. freshly initialised).
+          target: a state of the current run, or its abstract shapes (``jax.eval_shape``).
           step: the step to restore, by default the latest.
 
         Returns:
@@ -82,7 +82,14 @@ class Checkpointer:
                 f"(another network, space or strategy?); first differences (path, shape): "
                 f"{diff}. Use another --workdir, or remove that checkpoint to start afresh."
             )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(target))
+        abstract = jax.tree.map(
+            lambda x: (
+                jax.ShapeDtypeStruct(x.shape, x.dtype)
+                if isinstance(x, jax.ShapeDtypeStruct)
+                else ocp.utils.to_shape_dtype_struct(x)
+            ),
+            target,
+        )
         try:
             restored = self.manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))

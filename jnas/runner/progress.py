@@ -39,6 +39,13 @@ class Progress:
             self._bar.set_postfix(shown, refresh=False)
         self._bar.refresh() if self._bar.n == self._bar.total else self._bar.update(0)
 
+    def write(self, line: str) -> None:
+        """Print a line without breaking the bar (also when the bar is off)."""
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

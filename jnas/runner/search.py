@@ -9,7 +9,13 @@ the last checkpoint in ``workdir`` when there is one. The workdir then holds:
   accuracy, per epoch the epoch means, the validation pass and the op weights of every
   edge (e.g. softmax(alpha)), as JSON lines and TensorBoard events;
 * ``genotypes.jsonl``: the genotype derived after each epoch; ``genotype.txt``: the final one;
-* ``alpha.json``: the final op weights per cell type and edge.
+* ``alpha.json``: the final op weights per cell type and edge;
+* ``stages.json`` (multi-stage strategies only): what each stage handed to the next.
+
+A strategy module may run in stages (P-DARTS): it then exposes ``stages(config)``, one
+config per stage, and ``transfer(searcher, state)``, what the finished stage hands to the
+next one (JSON), which the next stage's ``build(..., carry=...)`` receives. Steps and
+checkpoints are numbered across stages; a resumed run continues in the stage it stopped in.
 
 Everything that jit compiles is pure; the data order is a function of (seed, epoch, batch)
 and the augmentation key a function of (seed, step), so a resumed run repeats exactly what
@@ -19,13 +25,13 @@ an uninterrupted one computes.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -106,7 +112,7 @@ class _Steps:
 
     def put_state(self, state):
         if self.parallel == "pmap":
-            return jax.device_put_replicated(state, jax.local_devices())
+            return jax.tree.map(lambda x: jnp.broadcast_to(x, (self.n_dev, *x.shape)), state)
         return state
 
     def get_state(self, state):
@@ -172,6 +178,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     os.makedirs(workdir, exist_ok=True)
     strategy = get_gradient_strategy(config.strategy)
+    staged = hasattr(strategy, "stages")
+    stage_configs = strategy.stages(config) if staged else [config]
     info, (tx, ty), (vx, vy) = load_search_data(config)
     bs = config.search.batch_size
     train_batches = jdata.Batches(tx, ty, batch_size=bs, seed=config.seed, stream=0)
@@ -179,34 +187,50 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     steps_per_epoch = min(len(train_batches), len(val_batches))
     if config.search.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.search.max_steps_per_epoch)
-    total_steps = steps_per_epoch * config.search.epochs
+    stage_ends = [int(e) for e in np.cumsum([c.search.epochs for c in stage_configs])]
+    stage_ends = [e * steps_per_epoch for e in stage_ends]  # global step at each stage's end
+    total_steps = stage_ends[-1]
     parallel = config.parallel
     if parallel == "pmap" and bs % jax.local_device_count():
         raise ValueError(
             f"search.batch_size={bs} must divide evenly over {jax.local_device_count()} devices"
         )
 
-    searcher = strategy.build(
-        config,
-        num_classes=info.num_classes,
-        steps_per_epoch=steps_per_epoch,
-        axis_name=AXIS if parallel == "pmap" else None,
-    )
-    steps = _Steps(
-        searcher, make_prepare(info, config), _normalize_only(info), parallel, config.seed
-    )
+    def build_stage(stage: int, carry):
+        """The stage's search, its compiled steps, its jitted init and init key."""
+        searcher = strategy.build(
+            stage_configs[stage],
+            num_classes=info.num_classes,
+            steps_per_epoch=steps_per_epoch,
+            axis_name=AXIS if parallel == "pmap" else None,
+            **({"carry": carry} if staged else {}),
+        )
+        steps = _Steps(
+            searcher, make_prepare(info, config), _normalize_only(info), parallel, config.seed
+        )
+        key = jax.random.PRNGKey(config.seed)
+        return (
+            searcher,
+            steps,
+            jax.jit(searcher.init),
+            jax.random.fold_in(key, stage) if stage else key,
+        )
+
+    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+    latest = ckpt.latest_step()
+    # The stage to resume in; a checkpoint at a stage's end belongs to that stage.
+    stage = min(int(np.searchsorted(stage_ends, latest or 0)), len(stage_ends) - 1)
+    searcher, steps, init, init_key = build_stage(stage, _stage_carry(workdir, stage))
 
     # Initialise (cheap to trace, compiled once), then restore when resuming.
     sample = steps.eval_prepare(tx[:2], ty[:2])["image"]
-    init = jax.jit(searcher.init)
-    state = init(jax.random.PRNGKey(config.seed), sample)
-    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     start, meta = 0, {}
-    if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(state)
-        start = int(state.step)
-        logging.info("resuming from step %d in %s", start, workdir)
+    if latest is not None:  # restore into the abstract state: nothing compiles
+        state, meta = ckpt.restore(jax.eval_shape(init, init_key, sample))
+        start = (stage_ends[stage - 1] if stage else 0) + int(state.step)
+        print(f"resuming from step {start} in {workdir}", flush=True)
     else:
+        state = init(init_key, sample)
         write_json(os.path.join(workdir, "config.json"), config.to_dict())
     writer = MetricWriter(workdir, resume_step=start if start else None)
     genotypes_path = os.path.join(workdir, "genotypes.jsonl")
@@ -220,6 +244,13 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     last_ckpt = ckpt.latest_step()
     metrics = {}
     for step in range(start, total_steps):
+        if stage + 1 < len(stage_ends) and step == stage_ends[stage]:  # hand over, rebuild
+            carry = strategy.transfer(searcher, steps.get_state(dstate))
+            stage += 1
+            _save_stage_carry(workdir, stage, carry)
+            searcher, steps, init, init_key = build_stage(stage, carry)
+            dstate = steps.put_state(init(init_key, sample))
+            progress.write(f"stage {stage + 1}/{len(stage_ends)} from step {step}")
         epoch, index = divmod(step, steps_per_epoch)
         tb = train_batches.batch(epoch, index)
         vb = val_batches.batch(epoch, index)
@@ -245,6 +276,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
             metrics = _end_epoch(
                 config, searcher, steps, state, writer, epoch, step + 1, sums, (vx, vy)
             )
+            shown = {k: round(v, 4) for k, v in metrics.items() if k.endswith(("loss", "acc"))}
+            progress.write(f"epoch {epoch + 1}/{config.search.epochs}: {shown}")
             with open(genotypes_path, "a") as f:
                 g = searcher.genotype(state)
                 f.write(
@@ -293,8 +326,32 @@ def _end_epoch(config, searcher, steps, state, writer, epoch, step, sums, val_sp
     writer.write(step, "op_weights", {t: np.asarray(w) for t, w in weights.items()})
     writer.write_text(step, "genotype", str(searcher.genotype(state)))
     writer.flush()
-    logging.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items()})
     return record
+
+
+def _stage_carry(workdir: str, stage: int):
+    """What the previous stage handed to ``stage`` (None for the first stage)."""
+    if stage == 0:
+        return None
+    path = os.path.join(workdir, "stages.json")
+    try:
+        with open(path) as f:
+            return json.load(f)[str(stage)]
+    except (OSError, KeyError) as e:
+        raise FileNotFoundError(
+            f"{workdir} has a checkpoint of stage {stage + 1} but {path} lacks what stage "
+            f"{stage} handed over; remove the workdir's checkpoints to start afresh"
+        ) from e
+
+
+def _save_stage_carry(workdir: str, stage: int, carry) -> None:
+    path = os.path.join(workdir, "stages.json")
+    saved = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+    saved[str(stage)] = carry
+    write_json(path, saved)
 
 
 def _truncate_genotypes(path: str, max_epoch: int) -> None:

@@ -154,6 +154,12 @@ def weight_gradient(loss_fn: LossFn, w, alpha, batch, *, axis_name: str | None =
     return _pmean(g, axis_name), loss, aux
 
 
+def weight_and_alpha_gradient(loss_fn: LossFn, w, alpha, batch, axis_name: str | None = None):
+    """``(grad_w, grad_alpha)`` of one loss, with its loss and aux, averaged over devices."""
+    (loss, aux), g = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(w, alpha, batch)
+    return _pmean(g, axis_name), loss, aux
+
+
 def momentum_buffer(opt_state) -> Any:
     """The SGD momentum buffer (optax ``TraceState.trace``) inside an optimizer state."""
     try:

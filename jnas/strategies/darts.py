@@ -82,4 +82,5 @@ def build(
         arch_start_step=config.search.arch_start_epoch * steps_per_epoch,
         op_weights_fn=softmax_weights,
         derive_fn=lambda alpha: space.derive_genotype(softmax_weights(alpha)),
+        fuse_phases=config.search.get("fuse_phases", True),
     )

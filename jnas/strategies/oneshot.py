@@ -98,6 +98,8 @@ class OneShotSearch:
       op_weights_fn: ``alpha -> {cell_type: [num_edges, num_ops]}``, the op strengths that
         are logged (e.g. softmax of alpha).
       derive_fn: ``alpha -> Genotype``, the discretization.
+      fuse_phases: first order only: run the alpha and weight phases as one ``lax.scan``
+        (one compiled forward/backward pass instead of two; about half the compile time).
     """
 
     model: nn.Module
@@ -114,6 +116,7 @@ class OneShotSearch:
     arch_start_step: int = 0
     op_weights_fn: Callable[[Any], Any] | None = None
     derive_fn: Callable[[Any], Any] | None = None
+    fuse_phases: bool = True
 
     def op_weights(self, state: SearchState):
         """The per-edge op strengths of the current alpha (host-side logging)."""
@@ -164,6 +167,8 @@ class OneShotSearch:
         key = jax.random.fold_in(state.key, state.step)
         k_arch, k_w = jax.random.split(key)
         lr = self.lr_fn(state.step)
+        if self.hypergradient == "first" and self.fuse_phases:
+            return self._fused_first_order_step(state, train_batch, val_batch, k_arch, k_w, lr)
 
         # Architecture step.
         g_alpha, val_loss, (val_logits, bs_val) = bilevel.alpha_gradient(
@@ -179,12 +184,7 @@ class OneShotSearch:
             momentum=self.momentum,
             axis_name=self.axis_name,
         )
-        a_updates, a_opt_state = self.a_tx.update(g_alpha, state.a_opt_state, state.alpha)
-        active = state.step >= self.arch_start_step
-        alpha = jax.tree.map(lambda a, u: jnp.where(active, a + u, a), state.alpha, a_updates)
-        a_opt_state = jax.tree.map(
-            lambda new, old: jnp.where(active, new, old), a_opt_state, state.a_opt_state
-        )
+        alpha, a_opt_state = self._update_alpha(state, g_alpha, state.alpha, state.a_opt_state)
         # First order: the validation forward ran on the real weights, keep its BN stats.
         batch_stats = bs_val if self.hypergradient == "first" else state.batch_stats
 
@@ -204,10 +204,23 @@ class OneShotSearch:
             "train_acc": accuracy(train_logits, train_batch["label"]),
             "val_loss": val_loss,
             "val_acc": accuracy(val_logits, val_batch["label"]),
-            "lr": lr,
             "grad_norm_w": optax.global_norm(g_w),
             "grad_norm_alpha": optax.global_norm(g_alpha),
         }
+        new = (params, batch_stats, alpha, w_opt_state, a_opt_state)
+        return self._finish(state, new, metrics, lr)
+
+    def _update_alpha(self, state, g_alpha, alpha, a_opt_state):
+        """Adam step on alpha, skipped during the warm-up (``arch_start_step``)."""
+        a_updates, new_opt = self.a_tx.update(g_alpha, a_opt_state, alpha)
+        active = state.step >= self.arch_start_step
+        new_alpha = jax.tree.map(lambda a, u: jnp.where(active, a + u, a), alpha, a_updates)
+        new_opt = jax.tree.map(lambda n, o: jnp.where(active, n, o), new_opt, a_opt_state)
+        return new_alpha, new_opt
+
+    def _finish(self, state, new, metrics, lr):
+        params, batch_stats, alpha, w_opt_state, a_opt_state = new
+        metrics = dict(metrics, lr=lr)
         if self.axis_name is not None:
             metrics = jax.lax.pmean(metrics, self.axis_name)
         new_state = state.replace(
@@ -219,6 +232,59 @@ class OneShotSearch:
             a_opt_state=a_opt_state,
         )
         return new_state, metrics
+
+    def _fused_first_order_step(self, state, train_batch, val_batch, k_arch, k_w, lr):
+        """The first-order step with both phases as one ``lax.scan`` of length 2.
+
+        Phase 0 (validation batch) updates alpha, phase 1 (training batch, new alpha) the
+        weights: the same computation as the two-phase step, but XLA compiles the network's
+        forward and backward pass once instead of twice, which halves the compile time (the
+        price: phase 0 also computes weight gradients it discards).
+        """
+        batches = jax.tree.map(lambda v, t: jnp.stack([v, t]), val_batch, train_batch)
+        keys = jnp.stack([k_arch, k_w])
+        grad_fn = bilevel.weight_and_alpha_gradient
+
+        def phase_fn(carry, xs):
+            params, bs, alpha, w_opt, a_opt = carry
+            phase, batch, key = xs
+            (g_w, g_a), loss, (logits, new_bs) = grad_fn(
+                self._loss_fn(bs, key, state.step), params, alpha, batch, self.axis_name
+            )
+            is_arch = phase == 0
+            new_alpha, new_a_opt = self._update_alpha(state, g_a, alpha, a_opt)
+            w_updates, new_w_opt = self.w_tx.update(g_w, w_opt, params)
+            new_params = optax.apply_updates(params, w_updates)
+
+            def pick(when, a, b):
+                return jax.tree.map(lambda x, y: jnp.where(when, x, y), a, b)
+
+            carry = (
+                pick(is_arch, params, new_params),
+                new_bs,
+                pick(is_arch, new_alpha, alpha),
+                pick(is_arch, w_opt, new_w_opt),
+                pick(is_arch, new_a_opt, a_opt),
+            )
+            out = (
+                loss,
+                accuracy(logits, batch["label"]),
+                optax.global_norm(g_w),
+                optax.global_norm(g_a),
+            )
+            return carry, out
+
+        init = (state.params, state.batch_stats, state.alpha, state.w_opt_state, state.a_opt_state)
+        new, (loss, acc, gn_w, gn_a) = jax.lax.scan(phase_fn, init, (jnp.arange(2), batches, keys))
+        metrics = {
+            "train_loss": loss[1],
+            "train_acc": acc[1],
+            "val_loss": loss[0],
+            "val_acc": acc[0],
+            "grad_norm_w": gn_w[1],
+            "grad_norm_alpha": gn_a[0],
+        }
+        return self._finish(state, new, metrics, lr)
 
     def eval_step(self, state: SearchState, batch):
         """Loss and accuracy sums on a batch with running BN statistics (``model.eval()``).

@@ -1,0 +1,165 @@
+r"""Time one search step of the paper's search network, per method, order and batch.
+
+  python benchmarks/search_step.py                       # DARTS, orders 1 and 2, batch 16, 64
+  python benchmarks/search_step.py --order=1 --batch=64  # one row
+  python benchmarks/search_step.py --method=gdas --order=1 --batch=64 --json=out.json
+
+The network is the DARTS CIFAR-10 search network (C=16, 8 cells, 4 nodes, 32x32x3 inputs,
+10 classes) unless --C/--layers/--size say otherwise. Each row runs in a fresh subprocess, so
+that its compile time and peak memory are its own: ``compile_s`` is the first call of the
+jitted step (trace + compile + one run), ``step_s_median`` the median of ``--steps`` further
+calls, ``peak_mem_mb`` the device's peak bytes in use where the backend reports it (GPU/TPU),
+else the process's peak resident memory (CPU). Order 2 is the paper's finite-difference
+second order (``--hypergradient=exact`` for the autodiff variant). The step must not
+recompile after its first call: each row checks the jit cache size and reports
+``recompiled``.
+
+Reference (PERF.md; official PyTorch DARTS on this 2-core CPU): 27.7 s (order 1) and 58.6 s
+(order 2) per step at batch 64; 6.1 s / 19.5 s at batch 16. Target: at most half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+KEYS = ("method", "order", "batch", "step_s_median", "compile_s", "peak_mem_mb", "backend")
+
+
+def _row(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jnas.strategies import get_gradient_strategy
+
+    config = _load_config(args.method)
+    config.model.C, config.model.layers = args.C, args.layers
+    config.search.batch_size = args.batch
+    config.search.hypergradient = "first" if args.order == 1 else args.hypergradient
+    if args.remat:
+        config.model.remat = True
+    searcher = get_gradient_strategy(config.strategy).build(
+        config, num_classes=10, steps_per_epoch=100, axis_name=None
+    )
+    rng = np.random.default_rng(0)
+
+    def batch():
+        return {
+            "image": jnp.asarray(
+                rng.normal(size=(args.batch, args.size, args.size, 3)), jnp.float32
+            ),
+            "label": jnp.asarray(rng.integers(0, 10, args.batch), jnp.int32),
+        }
+
+    state = jax.jit(searcher.init)(jax.random.PRNGKey(0), batch()["image"][:2])
+    step = jax.jit(searcher.step, donate_argnums=0)
+    t = time.perf_counter()
+    state, m = step(state, batch(), batch())
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t
+    times = []
+    for _ in range(args.steps):
+        tb, vb = batch(), batch()
+        t = time.perf_counter()
+        state, m = step(state, tb, vb)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
+    if stats and "peak_bytes_in_use" in stats:
+        peak = stats["peak_bytes_in_use"] / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "method": args.method,
+        "order": args.order,
+        "batch": args.batch,
+        "step_s_median": round(statistics.median(times), 4),
+        "compile_s": round(compile_s, 2),
+        "peak_mem_mb": round(peak, 1),
+        "backend": jax.default_backend(),
+        "recompiled": step._cache_size() > 1,
+        "loss": float(m["train_loss"]),
+    }
+
+
+def _load_config(method: str):
+    import importlib
+
+    name = {"darts": "darts_cifar10"}.get(method, f"{method}_cifar10")
+    return importlib.import_module(f"experiments.configs.{name}").get_config()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--method", default="darts", help="darts | gdas | pcdarts | pdarts")
+    p.add_argument("--order", type=int, choices=(1, 2), help="one order only (default both)")
+    p.add_argument("--batch", type=int, help="one batch size only (default 16 and 64)")
+    p.add_argument("--hypergradient", default="fd", choices=("fd", "exact"), help="order 2 kind")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per row")
+    p.add_argument("--C", type=int, default=16)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--remat", action="store_true", help="rematerialise cells (less memory)")
+    p.add_argument("--json", help="also write the rows as a JSON list to this path")
+    p.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.row:
+        print("ROW " + json.dumps(_row(args)), flush=True)
+        return
+    methods = [m.strip() for m in args.method.split(",")]
+    orders = [args.order] if args.order else [1, 2]
+    batches = [args.batch] if args.batch else [16, 64]
+    rows = []
+    header = f"{'method':8} {'order':>5} {'batch':>5} {'step_s':>8} {'compile_s':>9} {'peak_MB':>9}"
+    print(header + "  backend")
+    for method in methods:
+        for order in orders:
+            for batch in batches:
+                cmd = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--row",
+                    f"--method={method}",
+                    f"--order={order}",
+                    f"--batch={batch}",
+                    f"--steps={args.steps}",
+                    f"--hypergradient={args.hypergradient}",
+                    f"--C={args.C}",
+                    f"--layers={args.layers}",
+                    f"--size={args.size}",
+                ]
+                cmd += ["--remat"] if args.remat else []
+                out = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                )
+                lines = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
+                if out.returncode or not lines:
+                    print(f"{method:8} {order:>5} {batch:>5}  FAILED: {out.stderr[-800:]}")
+                    continue
+                row = json.loads(lines[-1][4:])
+                rows.append(row)
+                print(
+                    f"{method:8} {order:>5} {batch:>5} {row['step_s_median']:>8.3f} "
+                    f"{row['compile_s']:>9.1f} {row['peak_mem_mb']:>9.0f}  {row['backend']}"
+                    + ("  RECOMPILED" if row["recompiled"] else ""),
+                    flush=True,
+                )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{k: r[k] for k in KEYS} for r in rows], f, indent=2)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()

@@ -1,0 +1,153 @@
+"""End to end: the tiny DARTS config through the runner, resume after SIGKILL, bad input."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from experiments.configs import darts_tiny
+from jnas.runner import search as search_lib
+from jnas.runner.checkpoint import IncompatibleCheckpointError
+from jnas.spaces.genotype import Genotype
+
+
+def _config(data_dir, **overrides):
+    config = darts_tiny.get_config()
+    config.data.data_dir = data_dir
+    for k, v in overrides.items():
+        node = config
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return config
+
+
+def _cli(repo, workdir, data_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "experiments.search",
+        "--config=experiments/configs/darts_tiny.py",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, fake_fmnist_dir):
+    workdir = str(tmp_path_factory.mktemp("search"))
+    summary = search_lib.search(_config(fake_fmnist_dir), workdir)
+    return workdir, summary
+
+
+def test_workdir_layout_and_metrics(finished_run):
+    workdir, summary = finished_run
+    for name in ("config.json", "metrics.jsonl", "genotypes.jsonl", "genotype.txt", "alpha.json"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "tb"))  # TensorBoard events
+    genotype = Genotype.parse(open(os.path.join(workdir, "genotype.txt")).read())
+    assert str(genotype) == summary["genotype"]
+    records = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    for r in epochs:
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "val_eval_acc"):
+            assert math.isfinite(r[key])
+    weights = [r for r in records if r["kind"] == "op_weights"]
+    w = np.asarray(weights[-1]["normal"])
+    assert w.shape == (14, 8)
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)  # softmax per edge
+    per_epoch = [json.loads(x) for x in open(os.path.join(workdir, "genotypes.jsonl"))]
+    assert [g["epoch"] for g in per_epoch] == [1, 2]
+    assert per_epoch[-1]["genotype"] == summary["genotype"]
+
+
+def test_alpha_moves_and_loss_is_finite(finished_run):
+    workdir, _ = finished_run
+    alpha = json.load(open(os.path.join(workdir, "alpha.json")))
+    w = np.asarray(alpha["normal"])
+    assert np.ptp(w) > 1e-4  # not the uniform initial 1/8 any more
+
+
+def test_resume_after_sigkill_matches_uninterrupted(
+    tmp_path, repo_root, fake_fmnist_dir, finished_run
+):
+    ref_dir, _ = finished_run
+    workdir = str(tmp_path / "killed")
+    cmd = _cli(repo_root, workdir, fake_fmnist_dir)
+    proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    killed = False
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        steps = (
+            [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
+        )
+        if steps and max(steps) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.02)
+    proc.wait()
+    if not killed:
+        pytest.skip(f"the run ended before it could be killed: {proc.stdout.read()[-2000:]}")
+    assert not os.path.exists(os.path.join(workdir, "genotype.txt"))
+    out = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resuming from step" in out.stdout
+    for name in ("genotype.txt", "alpha.json"):
+        assert open(os.path.join(workdir, name)).read() == open(os.path.join(ref_dir, name)).read()
+    ref = [json.loads(x) for x in open(os.path.join(ref_dir, "metrics.jsonl"))]
+    got = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["step"] for r in got] == [r["step"] for r in ref]
+
+
+def test_incompatible_checkpoint_is_reported_and_kept(tmp_path, fake_fmnist_dir, finished_run):
+    ref_dir, _ = finished_run
+    import shutil
+
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(ref_dir, workdir)
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    with pytest.raises(IncompatibleCheckpointError, match="does not fit this run"):
+        search_lib.search(_config(fake_fmnist_dir, **{"model.C": 6}), workdir)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+
+
+def test_nan_loss_stops_without_overwriting(tmp_path, fake_fmnist_dir, monkeypatch):
+    original = search_lib._Steps.run
+
+    def poisoned(self, state, step, train, val):
+        state, m = original(self, state, step, train, val)
+        if step == 4:
+            m = dict(m, train_loss=m["train_loss"] * float("nan"))
+        return state, m
+
+    monkeypatch.setattr(search_lib._Steps, "run", poisoned)
+    workdir = str(tmp_path / "nan")
+    with pytest.raises(search_lib.NonFiniteLossError, match="train_loss is nan at step 4"):
+        search_lib.search(_config(fake_fmnist_dir), workdir)
+    steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+    assert steps and max(steps) <= 4
+
+
+def test_unknown_config_key_is_named(tmp_path, repo_root, fake_fmnist_dir):
+    cmd = _cli(repo_root, str(tmp_path / "w"), fake_fmnist_dir, "--config.model.widht=3")
+    out = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "widht" in out.stderr
+
+
+def test_missing_dataset_is_named(tmp_path, repo_root):
+    cmd = _cli(repo_root, str(tmp_path / "w"), str(tmp_path / "empty"), "--config.data.name=svhn")
+    out = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "DatasetNotFoundError" in out.stderr and "svhn" in out.stderr
