@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The quickstart: install jnas (and Fashion-MNIST from Debian where missing), then run a real
-# DARTS search on Fashion-MNIST on the CPU and retrain the found cell (under 10 minutes on 2 cores).
+# DARTS search on Fashion-MNIST on the CPU with a reduced supernet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${JNAS_FASHION_MNIST_DIR:-}" ]; then

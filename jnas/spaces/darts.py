@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -287,7 +288,7 @@ class SearchNetwork(nn.Module):
                 c *= 2
             cell_type = "reduce" if reduction else "normal"
             prims = self.primitives
-            if isinstance(prims, dict):  # per cell type (e.g. P-DARTS after pruning)
+            if isinstance(prims, Mapping):  # per cell type (Flax freezes dicts)
                 prims = prims[cell_type]
             cell = cell_cls(
                 features=c,
