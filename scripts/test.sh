@@ -4,4 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -e '.[test]'
+# The NAS-Bench-201 table is not shipped; use the one beside the checkout when there is one.
+if [ -z "${JNAS_NB201_PATH:-}" ] && [ -f ../shared/nasbench201/nb201.csv.gz ]; then
+  JNAS_NB201_PATH="$(cd ../shared/nasbench201 && pwd)/nb201.csv.gz"
+  export JNAS_NB201_PATH
+fi
 JNAS_NOTEBOOK_TINY=1 python -m pytest -q --nbmake tests notebooks
