@@ -1,0 +1,33 @@
+r"""Test accuracy of a retraining's final (or best) checkpoint.
+
+  python -m experiments.evaluate --workdir=runs/eval_darts_v2 [--which=best]
+
+Reads the run's ``config.json`` and ``genotype.txt``, restores the checkpoint, tests it on
+the whole test split and writes ``<workdir>/eval_<which>.json``.
+"""
+
+from absl import app, flags, logging
+
+from jnas.runner import setup_jax
+from jnas.runner.train import evaluate
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "The workdir of experiments.train.")
+flags.DEFINE_enum("which", "final", ["final", "best"], "Which checkpoint to test.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.INFO)
+    setup_jax()
+    r = evaluate(FLAGS.workdir, which=FLAGS.which)
+    print(
+        f"{r['which']} checkpoint (step {r['step']}): test accuracy {r['test_acc']:.4f}, "
+        f"test loss {r['test_loss']:.4f}, {r['params']:,} parameters"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

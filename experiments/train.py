@@ -1,0 +1,37 @@
+r"""Retrain a genotype from scratch with an evaluation config, then test it.
+
+  python -m experiments.train --config=experiments/configs/eval_cifar10.py \
+      --config.genotype=DARTS_V2 --workdir=runs/eval_darts_v2
+
+``--config.genotype`` is a published name (see ``python -m experiments.cells``), a
+``Genotype(...)`` text, or the path of a genotype file written by a search. Rerunning the
+same command resumes from the last checkpoint in ``--workdir``.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jnas.runner import setup_jax
+from jnas.runner.train import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Evaluation config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.INFO)
+    setup_jax()
+    results = train(FLAGS.config, FLAGS.workdir)
+    if "test_acc" in results:
+        print(f"test accuracy: {results['test_acc']:.4f} (best {results['best_test_acc']:.4f})")
+        print(f"parameters: {results['params']:,} ({results['params_with_aux']:,} with aux head)")
+    else:
+        print(f"stopped after {results['steps']} steps; rerun to resume")
+
+
+if __name__ == "__main__":
+    app.run(main)

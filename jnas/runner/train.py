@@ -1,0 +1,432 @@
+"""The retraining host loop: a fixed genotype trained from scratch, then tested.
+
+``train(config, workdir)`` builds the evaluation network of ``config.model`` for the
+genotype ``config.genotype`` (a published name, a ``Genotype(...)`` text or a file path; or
+the ``genotype`` argument), trains it with the DARTS evaluation recipe
+(:mod:`jnas.runner.train_step`) and resumes from the last checkpoint in ``workdir``. The
+workdir then holds:
+
+* ``config.json``, ``genotype.txt`` and ``network.json``: what was trained (the network's
+  input shape, classes and parameter counts);
+* ``checkpoints/``: orbax checkpoints of the whole train state (and the loop's counters);
+  ``best/checkpoints/``: the state with the best test accuracy so far;
+* ``metrics.jsonl`` and ``tb/``: per ``log_every_steps`` the train step's metrics, per epoch
+  the epoch means and the test loss and accuracy (JSON lines and TensorBoard);
+* ``results.json``: the final test accuracy, the best one, parameter counts and timings.
+
+``evaluate(workdir, which="final" | "best")`` restores a checkpoint and tests it.
+
+Batches are a function of (seed, epoch, index) and the augmentation and drop-path keys of
+(seed, step), so a resumed run computes exactly what an uninterrupted one does. Under
+``config.parallel = "pmap"`` the global batch is augmented as a whole, then split over the
+local devices; batch norm statistics and drop-path masks are those of the global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from jnas import data as jdata
+from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
+from jnas.runner.progress import Progress
+from jnas.runner.train_step import Retrainer, create_optimizer
+from jnas.runner.writers import MetricWriter
+from jnas.spaces.cells import abstract_variables, build_network, count_params
+from jnas.spaces.genotype import Genotype
+from jnas.spaces.published import get_genotype
+
+AXIS = "batch"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the last checkpoint is left untouched."""
+
+
+def build_trainer(
+    config: ml_collections.ConfigDict,
+    genotype: Genotype,
+    *,
+    num_classes: int,
+    steps_per_epoch: int,
+    axis_name: str | None = None,
+) -> Retrainer:
+    """The network, optimizer and schedules of an evaluation config.
+
+    Raises (before anything is traced or compiled) on a bad genotype or network shape.
+    """
+    m, t = config.model, config.train
+    model = build_network(
+        m.network,
+        genotype,
+        C=m.C,
+        layers=m.layers,
+        num_classes=num_classes,
+        auxiliary=m.auxiliary,
+        scan_cells=m.scan_cells,
+        bn_axis_name=axis_name,
+    )
+    tx, lr_fn = create_optimizer(config.optim, t.epochs, steps_per_epoch)
+    return Retrainer(
+        model=model,
+        tx=tx,
+        lr_fn=lr_fn,
+        steps_per_epoch=steps_per_epoch,
+        epochs=t.epochs,
+        drop_path_prob=t.drop_path_prob,
+        aux_weight=t.auxiliary_weight if m.auxiliary else 0.0,
+        label_smoothing=t.label_smoothing,
+        axis_name=axis_name,
+    )
+
+
+def load_data(config: ml_collections.ConfigDict):
+    """``(info, (train_images, train_labels), (test_images, test_labels))`` of ``config.data``."""
+    d = config.data
+    info = jdata.get_dataset_info(d.name)
+    kw = dict(data_dir=d.data_dir, source=d.source)
+    train = jdata.subset(*jdata.load_arrays(d.name, "train", **kw), d.limit or None)
+    test = jdata.subset(*jdata.load_arrays(d.name, "test", **kw), d.test_limit or None)
+    return info, train, test
+
+
+def resolve_genotype(config: ml_collections.ConfigDict, genotype: Genotype | None) -> Genotype:
+    """The genotype argument, else ``config.genotype`` (name, text or path)."""
+    if genotype is not None:
+        return genotype.validate()
+    return get_genotype(config.genotype)
+
+
+class _Steps:
+    """Compiles the train and eval steps for one device (jit) or all local devices (pmap)."""
+
+    def __init__(self, trainer: Retrainer, info, config: ml_collections.ConfigDict):
+        self.trainer, self.parallel = trainer, config.parallel
+        if self.parallel not in ("none", "pmap"):
+            raise ValueError(f"config.parallel must be 'none' or 'pmap', got {self.parallel!r}")
+        self.n_dev = jax.local_device_count() if self.parallel == "pmap" else 1
+        d = config.data
+        crop = info.crop_padding if d.crop_padding is None else d.crop_padding
+        flip = info.flip if d.flip is None else d.flip
+        root = jax.random.PRNGKey(config.seed)
+        data_key, self.drop_key = jax.random.fold_in(root, 0xDA7A), jax.random.fold_in(root, 0xD209)
+        mean, std = info.mean, info.std
+
+        @jax.jit
+        def augment(step, images, labels):  # on the global batch, before sharding
+            x = jdata.augment_batch(
+                jax.random.fold_in(data_key, step),
+                images,
+                mean=mean,
+                std=std,
+                crop_padding=crop,
+                flip=flip,
+                cutout_length=d.cutout_length,
+            )
+            return {"image": x, "label": labels}
+
+        self.augment = augment
+        self.normalize = jax.jit(
+            lambda images, labels: {"image": jdata.normalize(images, mean, std), "label": labels}
+        )
+        if self.parallel == "pmap":
+            self.step = jax.pmap(
+                trainer.step, axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=0
+            )
+            self.eval = jax.pmap(trainer.eval_step, axis_name=AXIS)
+        else:
+            self.step = jax.jit(trainer.step, donate_argnums=0)
+            self.eval = jax.jit(trainer.eval_step)
+
+    def put(self, state):
+        """Replicate ``state`` over the local devices (a leading device axis) under pmap."""
+        if self.parallel != "pmap":
+            return state
+        devices = jax.local_devices()
+        mesh = jax.sharding.Mesh(np.asarray(devices), ("devices",))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("devices"))
+        n = len(devices)
+        return jax.tree.map(
+            lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n, *np.shape(x))), sharding),
+            state,
+        )
+
+    def get(self, state):
+        if self.parallel == "pmap":
+            return jax.tree.map(lambda x: x[0], state)
+        return state
+
+    def _shard(self, batch):
+        return jdata.shard(batch, self.n_dev) if self.parallel == "pmap" else batch
+
+    def run(self, state, step: int, images, labels):
+        batch = self.augment(step, images, labels)
+        key = jax.random.fold_in(self.drop_key, step)
+        state, metrics = self.step(state, self._shard(batch), key)
+        metrics = jax.device_get(metrics)
+        if self.parallel == "pmap":
+            metrics = jax.tree.map(lambda a: a[0], metrics)
+        return state, metrics
+
+    def evaluate(self, state, images, labels, batch_size: int) -> dict:
+        """Mean loss and accuracy over a whole split (the last batch padded and masked).
+
+        ``state`` is as :meth:`put` returns it (replicated under pmap).
+        """
+        bs = max(self.n_dev, batch_size - batch_size % self.n_dev)
+        totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+        for start in range(0, len(images), bs):
+            x, y = images[start : start + bs], labels[start : start + bs]
+            weight = np.ones(len(x), np.float32)
+            if len(x) < bs:  # static shapes: pad the last batch, give the padding weight 0
+                pad = bs - len(x)
+                x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
+                y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
+                weight = np.concatenate([weight, np.zeros(pad, np.float32)])
+            batch = dict(self.normalize(x, y), weight=weight)
+            out = jax.device_get(self.eval(state, self._shard(batch)))
+            if self.parallel == "pmap":
+                out = jax.tree.map(lambda a: a[0], out)
+            for k in totals:
+                totals[k] += float(out[k])
+        count = max(totals["count"], 1.0)
+        return {"loss": totals["loss_sum"] / count, "acc": totals["correct"] / count}
+
+
+def _check_genotype_file(workdir: str, genotype: Genotype) -> None:
+    path = os.path.join(workdir, "genotype.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = Genotype.parse(f.read())
+        if saved != genotype:
+            raise IncompatibleCheckpointError(
+                f"{workdir} was trained with another genotype ({saved}); use another --workdir"
+            )
+    with open(path, "w") as f:
+        f.write(str(genotype) + "\n")
+
+
+def _zeros_like_abstract(tree):
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), tree)
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    genotype: Genotype | None = None,
+    data=None,
+) -> dict:
+    """Train (or resume) an evaluation network from scratch and test it.
+
+    Args:
+      config: an evaluation config (``experiments/configs/eval_cifar10.py``).
+      workdir: where checkpoints, metrics and results go; a rerun resumes from it.
+      genotype: the cell to train; by default ``config.genotype`` is resolved.
+      data: optional in-memory ``(info, (train_x, train_y), (test_x, test_y))`` (uint8
+        images ``[N, H, W, C]``, ``info`` a :class:`jnas.data.DatasetInfo`) instead of
+        loading ``config.data.name``.
+
+    Returns:
+      The results (also written to ``<workdir>/results.json``): ``test_acc``,
+      ``test_loss``, ``best_test_acc``, ``best_step``, ``params``, ``params_with_aux``,
+      ``steps``, ``epochs``, ``train_wall_s``, ``compile_s``, ``genotype``. When
+      ``config.train.stop_after_steps`` stops the run early: ``{"steps", "stopped": True}``.
+    """
+    genotype = resolve_genotype(config, genotype)
+    info, (tx, ty), (vx, vy) = data if data is not None else load_data(config)
+    t = config.train
+    batches = jdata.Batches(tx, ty, batch_size=t.batch_size, seed=config.seed)
+    steps_per_epoch = len(batches)
+    if t.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
+    total_steps = steps_per_epoch * t.epochs
+    n_dev = jax.local_device_count() if config.parallel == "pmap" else 1
+    if t.batch_size % n_dev:
+        raise ValueError(f"train.batch_size={t.batch_size} must divide over {n_dev} devices")
+    trainer = build_trainer(
+        config,
+        genotype,
+        num_classes=info.num_classes,
+        steps_per_epoch=steps_per_epoch,
+        axis_name=AXIS if config.parallel == "pmap" else None,
+    )
+    # Shapes only: every network check (aux head size, reductions) runs here, pre-compile.
+    abstract = abstract_variables(trainer.model, tuple(tx.shape[1:]))
+    n_params = count_params(abstract["params"])
+    n_params_aux = count_params(abstract["params"], auxiliary=True)
+
+    os.makedirs(workdir, exist_ok=True)
+    _check_genotype_file(workdir, genotype)
+    # What evaluate() needs to rebuild the network without loading the training data.
+    network = {
+        "network": config.model.network,
+        "num_classes": info.num_classes,
+        "image_shape": list(tx.shape[1:]),
+        "params": n_params,
+        "params_with_aux": n_params_aux,
+    }
+    write_json(os.path.join(workdir, "network.json"), network)
+    steps = _Steps(trainer, info, config)
+    sample = steps.normalize(tx[:2], ty[:2])["image"]
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(config.seed), sample)
+    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+    best_ckpt = Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
+    start, meta = 0, {}
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(state)
+        start = int(state.step)
+        logging.info("resuming from step %d in %s", start, workdir)
+    else:
+        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    writer = MetricWriter(workdir, resume_step=start if start else None)
+    if not start:
+        writer.write_text(0, "genotype", str(genotype))
+    logging.info("%s: %d parameters (%d with the auxiliary head)", genotype, n_params, n_params_aux)
+
+    dstate = steps.put(state)
+    del state
+    sums = dict(meta.get("epoch_sums", {}))
+    best = {"acc": meta.get("best_acc", -1.0), "step": meta.get("best_step")}
+    stop_at = min(total_steps, t.stop_after_steps or total_steps)
+    progress = Progress(total_steps, start, enabled=config.progress, desc="train")
+    last_ckpt, compile_s, t0, last_eval = ckpt.latest_step(), None, time.time(), None
+    for step in range(start, stop_at):
+        epoch, index = divmod(step, steps_per_epoch)
+        images, labels = batches.batch(epoch, index)
+        t_step = time.time()
+        dstate, m = steps.run(dstate, step, images, labels)
+        if compile_s is None:
+            compile_s = time.time() - t_step
+        bad = [k for k in ("train_loss", "param_norm") if not math.isfinite(float(m[k]))]
+        if bad:
+            raise NonFiniteLossError(
+                f"{bad[0]} is {float(m[bad[0]])} at step {step}; training stopped "
+                f"without saving. The last good checkpoint (step {last_ckpt}) in "
+                f"{workdir}/checkpoints is untouched; lower config.optim.lr or check the data, "
+                "then rerun to resume from it."
+            )
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        sums["_n"] = sums.get("_n", 0) + 1
+        progress.update(step + 1, m)
+        if (step + 1) % config.log_every_steps == 0:
+            writer.write(step + 1, "train_step", m)
+        end_of_epoch = (step + 1) % steps_per_epoch == 0
+        if end_of_epoch:
+            n = max(sums.pop("_n", 1), 1)
+            record = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}}
+            every = t.eval_every_epochs
+            if (every and (epoch + 1) % every == 0) or step + 1 == total_steps:
+                ev = steps.evaluate(dstate, vx, vy, t.eval_batch_size)
+                record.update(test_loss=ev["loss"], test_acc=ev["acc"])
+                last_eval = (step + 1, ev)
+                if config.keep_best and ev["acc"] > best["acc"]:
+                    best = {"acc": ev["acc"], "step": step + 1}
+                    best_ckpt.save(step + 1, steps.get(dstate), {"test_acc": ev["acc"]})
+            writer.write(step + 1, "epoch", record)
+            writer.flush()
+            logging.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items()})
+            sums = {}
+        if end_of_epoch or (step + 1) % config.checkpoint_every_steps == 0:
+            meta = {"epoch_sums": sums, "best_acc": best["acc"], "best_step": best["step"]}
+            ckpt.save(step + 1, steps.get(dstate), meta)
+            last_ckpt = step + 1
+    progress.close()
+    wall = time.time() - t0
+    state = steps.get(dstate)
+    done = int(state.step)
+    if done < total_steps:  # stopped early on purpose (config.train.stop_after_steps)
+        writer.close()
+        ckpt.close()
+        best_ckpt.close()
+        return {"steps": done, "stopped": True}
+    if last_eval is None or last_eval[0] != done:
+        last_eval = (done, steps.evaluate(dstate, vx, vy, t.eval_batch_size))
+    ev = last_eval[1]
+    results = {
+        "test_acc": ev["acc"],
+        "test_loss": ev["loss"],
+        "best_test_acc": max(best["acc"], ev["acc"]),
+        "best_step": best["step"] if best["acc"] >= ev["acc"] else done,
+        "params": n_params,
+        "params_with_aux": n_params_aux,
+        "steps": done,
+        "epochs": t.epochs,
+        "train_wall_s": round(wall, 1),
+        "compile_s": None if compile_s is None else round(compile_s, 1),
+        "genotype": str(genotype),
+    }
+    writer.write(done, "final", {k: v for k, v in results.items() if k != "genotype"})
+    writer.close()
+    ckpt.close()
+    best_ckpt.close()
+    write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def restore_state(workdir: str, *, which: str = "final", num_classes: int | None = None):
+    """Rebuild a retraining from its workdir and restore one of its checkpoints.
+
+    Args:
+      workdir: the workdir of :func:`train`.
+      which: ``"final"`` (the latest checkpoint) or ``"best"`` (best test accuracy).
+      num_classes: classes of the data (by default those the run was trained on).
+
+    Returns:
+      ``(config, genotype, trainer, state)``; ``trainer`` on one device.
+    """
+    if which not in ("final", "best"):
+        raise ValueError(f"which must be 'final' or 'best', got {which!r}")
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    with open(os.path.join(workdir, "genotype.txt")) as f:
+        genotype = Genotype.parse(f.read())
+    with open(os.path.join(workdir, "network.json")) as f:
+        network = json.load(f)
+    config.parallel = "none"
+    num_classes = network["num_classes"] if num_classes is None else num_classes
+    trainer = build_trainer(config, genotype, num_classes=num_classes, steps_per_epoch=1)
+    ckpt_dir = workdir if which == "final" else os.path.join(workdir, "best")
+    ckpt = Checkpointer(ckpt_dir)
+    if ckpt.latest_step() is None:
+        raise FileNotFoundError(f"no {which} checkpoint in {ckpt_dir}/checkpoints")
+    sample = np.zeros((2, *network["image_shape"]), np.float32)
+    target = _zeros_like_abstract(jax.eval_shape(trainer.init, jax.random.PRNGKey(0), sample))
+    state, _ = ckpt.restore(target)
+    ckpt.close()
+    return config, genotype, trainer, jax.tree.map(jax.numpy.asarray, state)
+
+
+def evaluate(workdir: str, *, which: str = "final", data=None) -> dict:
+    """Test accuracy of the final (latest) or best checkpoint of a retraining.
+
+    Args:
+      workdir: the workdir of :func:`train`.
+      which: ``"final"`` (the latest checkpoint) or ``"best"`` (best test accuracy).
+      data: optional in-memory data, as for :func:`train`.
+
+    Returns:
+      ``{"which", "step", "test_acc", "test_loss", "params"}`` (also written to
+      ``<workdir>/eval_<which>.json``).
+    """
+    num_classes = data[0].num_classes if data is not None else None
+    config, _, trainer, state = restore_state(workdir, which=which, num_classes=num_classes)
+    info, _, (vx, vy) = data if data is not None else load_data(config)
+    ev = _Steps(trainer, info, config).evaluate(state, vx, vy, config.train.eval_batch_size)
+    result = {
+        "which": which,
+        "step": int(state.step),
+        "test_acc": ev["acc"],
+        "test_loss": ev["loss"],
+        "params": count_params(state.params),
+    }
+    write_json(os.path.join(workdir, f"eval_{which}.json"), result)
+    return result

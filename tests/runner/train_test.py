@@ -1,0 +1,218 @@
+"""End to end: retraining on synthetic data, resumption, evaluation, pmap, bad input."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import eval_tiny
+from jnas.data import get_dataset_info
+from jnas.runner import train as train_lib
+from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError
+from jnas.spaces.cells import NetworkConfigError
+from jnas.spaces.genotype import MalformedGenotypeError
+from jnas.spaces.published import PUBLISHED
+
+
+def synthetic_data(n_train=256, n_test=64, size=32, channels=3, seed=0):
+    """A learnable CIFAR look-alike: class k is a coloured square at one of 10 places."""
+    rng = np.random.default_rng(seed)
+    info = dataclasses.replace(
+        get_dataset_info("cifar10"), name="synthetic", image_shape=(size, size, channels)
+    )
+    if channels == 1:
+        info = dataclasses.replace(info, mean=(0.5,), std=(0.25,))
+
+    def make(n):
+        labels = rng.integers(0, 10, n).astype(np.int32)
+        images = rng.integers(0, 80, (n, size, size, channels)).astype(np.uint8)
+        for i, k in enumerate(labels):
+            r, c = 4 + 12 * (k // 5), 2 + 6 * (k % 5)
+            images[i, r : r + 8, c : c + 6] = 230
+        return images, labels
+
+    return info, make(n_train), make(n_test)
+
+
+DATA = synthetic_data()
+
+
+def _config(**overrides):
+    config = eval_tiny.get_config()
+    config.model.auxiliary = True  # 32x32 synthetic images: the aux head sees 8x8
+    config.train.drop_path_prob = 0.2
+    config.optim.lr = 0.05
+    for k, v in overrides.items():
+        node = config
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("train"))
+    return workdir, train_lib.train(_config(), workdir, data=DATA)
+
+
+def test_workdir_layout_results_and_learning(finished):
+    workdir, results = finished
+    for name in ("config.json", "genotype.txt", "network.json", "metrics.jsonl", "results.json"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "tb"))
+    assert json.load(open(os.path.join(workdir, "results.json")))["test_acc"] == results["test_acc"]
+    assert results["steps"] == 8 and results["params"] < results["params_with_aux"]
+    records = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]  # it learns
+    assert epochs[0]["drop_path_prob"] == 0.0
+    assert epochs[1]["drop_path_prob"] == pytest.approx(0.1)
+    assert 0.0 <= results["test_acc"] <= 1.0
+
+
+def test_evaluate_final_and_best(finished):
+    workdir, results = finished
+    final = train_lib.evaluate(workdir, which="final", data=DATA)
+    assert final["step"] == 8
+    assert final["test_acc"] == pytest.approx(results["test_acc"], abs=1e-6)
+    best = train_lib.evaluate(workdir, which="best", data=DATA)
+    assert best["test_acc"] == pytest.approx(results["best_test_acc"], abs=1e-6)
+    assert os.path.exists(os.path.join(workdir, "eval_best.json"))
+
+
+def _final_params(workdir):
+    return train_lib.restore_state(workdir)[3].params
+
+
+def test_resume_matches_uninterrupted(finished, tmp_path):
+    workdir, results = finished
+    resumed = str(tmp_path / "resumed")
+    # "Killed" after step 5: the checkpoint of step 4 (end of epoch 1) survives, 5 is lost.
+    out = train_lib.train(_config(**{"train.stop_after_steps": 5}), resumed, data=DATA)
+    assert out == {"steps": 5, "stopped": True}
+    assert Checkpointer(resumed).latest_step() == 4
+    again = train_lib.train(_config(), resumed, data=DATA)
+    assert again["test_acc"] == results["test_acc"]
+    assert again["test_loss"] == pytest.approx(results["test_loss"], rel=1e-6)
+    a, b = _final_params(workdir), _final_params(resumed)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
+    lines = lambda d: [  # noqa: E731
+        {k: v for k, v in json.loads(x).items() if k not in ("train_wall_s", "compile_s")}
+        for x in open(os.path.join(d, "metrics.jsonl"))
+    ]
+    assert [r["step"] for r in lines(resumed)] == [r["step"] for r in lines(workdir)]
+
+
+def test_nan_loss_stops_without_overwriting_checkpoints(tmp_path):
+    workdir = str(tmp_path / "nan")
+    train_lib.train(_config(**{"train.stop_after_steps": 4}), workdir, data=DATA)
+    info, train, test = DATA
+    broken = (dataclasses.replace(info, std=(0.0, 0.0, 0.0)), train, test)  # inf / nan images
+    with pytest.raises(train_lib.NonFiniteLossError, match="untouched"):
+        train_lib.train(_config(), workdir, data=broken)
+    assert Checkpointer(workdir).latest_step() == 4
+
+
+def test_bad_input_fails_before_compiling(tmp_path, monkeypatch):
+    monkeypatch.setattr(jax, "jit", lambda *a, **k: pytest.fail("compiled"))
+    small = synthetic_data(n_train=32, n_test=16, size=28, channels=1)
+    workdir = str(tmp_path / "bad")
+    with pytest.raises(NetworkConfigError, match="auxiliary"):
+        train_lib.train(_config(), workdir, data=small)
+    assert not os.path.exists(workdir)
+    with pytest.raises(MalformedGenotypeError, match="neither a known genotype"):
+        train_lib.train(_config(genotype="NOT_A_CELL"), workdir, data=DATA)
+    text = "Genotype(normal=[('sep_conv_3x3', 3)], normal_concat=[2], reduce=[], reduce_concat=[2])"
+    with pytest.raises(MalformedGenotypeError):
+        train_lib.train(_config(genotype=text), workdir, data=DATA)
+
+
+def test_other_genotype_in_same_workdir_is_refused(finished):
+    workdir, _ = finished
+    with pytest.raises(IncompatibleCheckpointError, match="another genotype"):
+        train_lib.train(_config(genotype="DARTS_V1"), workdir, data=DATA)
+
+
+def test_genotype_argument_and_file(tmp_path):
+    path = tmp_path / "genotype.txt"
+    path.write_text(str(PUBLISHED["PC_DARTS"]) + "\n")
+    config = _config(genotype=str(path))
+    assert train_lib.resolve_genotype(config, None) == PUBLISHED["PC_DARTS"]
+    assert train_lib.resolve_genotype(config, PUBLISHED["GDAS"]) == PUBLISHED["GDAS"]
+
+
+PMAP_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import jax, numpy as np
+    sys.path.insert(0, {tests!r})
+    from runner.train_test import DATA, _config
+    from jnas.runner import setup_jax, train as train_lib
+    setup_jax({cache!r})
+    assert jax.local_device_count() == 8
+    out = {{}}
+    for parallel in ("none", "pmap"):
+        workdir = os.path.join({tmp!r}, parallel)
+        cfg = _config(parallel=parallel, **{{"train.epochs": 1, "train.max_steps_per_epoch": 3}})
+        res = train_lib.train(cfg, workdir, data=DATA)
+        params = train_lib.restore_state(workdir)[3].params
+        out[parallel] = dict(res=res, params=[np.asarray(x).tolist() for x in
+                                              jax.tree.leaves(params)])
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_pmap_on_8_devices_equals_one_device(tmp_path, repo_root):
+    script = PMAP_SCRIPT.format(
+        tests=os.path.join(repo_root, "tests"),
+        cache=os.environ.get("JNAS_COMPILATION_CACHE", ""),
+        tmp=str(tmp_path),
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    one, many = out["none"], out["pmap"]
+    assert one["res"]["steps"] == many["res"]["steps"] == 3
+    for a, b in zip(one["params"], many["params"]):
+        # Float summation order differs (psum of shards vs one reduction): tiny drift only;
+        # different drop-path masks or BN statistics would differ by O(lr * grad) ~ 1e-2.
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
+    assert one["res"]["test_acc"] == pytest.approx(many["res"]["test_acc"], abs=1 / 64 + 1e-6)
+
+
+@pytest.mark.slow
+def test_darts_v2_learns_fashion_mnist(tmp_path):
+    """The proof that retraining learns, on real data, on a CPU, in a fixed short budget:
+    DARTS_V2 (C=16, 6 cells) for one epoch on 20,000 Fashion-MNIST images (about 4 min)."""
+    from experiments.configs import eval_fashion_mnist
+    from jnas.data import DatasetNotFoundError
+
+    config = eval_fashion_mnist.get_config()
+    config.data.limit = 20_000
+    config.train.epochs = 1
+    config.progress = False
+    try:
+        data = train_lib.load_data(config)
+    except DatasetNotFoundError as e:
+        pytest.skip(f"Fashion-MNIST not available: {e}")
+    results = train_lib.train(config, str(tmp_path / "fmnist"), data=data)
+    assert results["params"] < 200_000
+    assert results["test_acc"] >= 0.83, results
