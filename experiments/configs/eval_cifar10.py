@@ -40,8 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.C = 36
     config.model.layers = 20
     config.model.auxiliary = True
-    # One nn.scan per run of identical cells: a third of the compile time, about 10 % slower
-    # steps on CPU (benchmarks/train_step.py --scan_cells).
+    # One nn.scan per run of identical cells: a smaller program to compile, the same
+    # parameters and function (benchmarks/train_step.py --scan_cells compares them).
     config.model.scan_cells = False
 
     config.optim = ml_collections.ConfigDict()

@@ -277,7 +277,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 config, searcher, steps, state, writer, epoch, step + 1, sums, (vx, vy)
             )
             shown = {k: round(v, 4) for k, v in metrics.items() if k.endswith(("loss", "acc"))}
-            progress.write(f"epoch {epoch + 1}/{config.search.epochs}: {shown}")
+            progress.write(f"epoch {epoch + 1}/{total_steps // steps_per_epoch}: {shown}")
             with open(genotypes_path, "a") as f:
                 g = searcher.genotype(state)
                 f.write(

@@ -341,7 +341,7 @@ class NetworkCIFAR(nn.Module):
       stem_multiplier: the stem has ``stem_multiplier * C`` channels.
       scan_cells: compute runs of identical normal cells with one ``nn.scan`` (see
         :func:`scan_groups`): the same network and parameter count, parameters stacked per
-        run, a fraction of the compile time.
+        run, a smaller program for XLA to compile.
       bn_axis_name: the pmap axis for synchronised batch statistics.
     """
 

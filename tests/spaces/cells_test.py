@@ -307,3 +307,12 @@ def test_full_imagenet_network_step():
         state, {"image": x, "label": jnp.array([1, 999])}, jax.random.PRNGKey(1)
     )
     assert np.isfinite(float(m["train_loss"]))
+
+
+def test_aux_head_pool_equals_average_pooling():
+    from jnas.ops.layers import avg_pool
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 8, 5)), jnp.float32)
+    np.testing.assert_allclose(cells._avg_pool_valid(x, 5, 3), avg_pool(x, 5, 3, 0), atol=1e-6)
+    y = x[:, :7, :7]
+    np.testing.assert_allclose(cells._avg_pool_valid(y, 5, 2), avg_pool(y, 5, 2, 0), atol=1e-6)
