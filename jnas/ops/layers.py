@@ -8,7 +8,8 @@ uses momentum 0.1 in PyTorch's sense (0.9 in Flax's) and epsilon 1e-5.
 Depthwise convolutions go through :func:`jnas.ops.depthwise.depthwise_conv2d`, which picks a
 formulation by backend (XLA's grouped convolution is slow on CPU). Pointwise (1x1)
 convolutions are plain matrix products. Pools are written as a max / sum over shifted slices,
-which XLA fuses into one elementwise loop, and whose gradients are elementwise too.
+rows first and then columns (both are separable), which XLA fuses into elementwise loops,
+and whose gradients are elementwise too.
 """
 
 from __future__ import annotations
@@ -114,16 +115,29 @@ def batch_norm(affine: bool, axis_name: str | None, name: str | None = None) -> 
     )
 
 
-def _shifted_windows(xp: jax.Array, k: int, stride: int, out_hw: tuple[int, int]):
+def _separable_reduce(xp: jax.Array, op, k: int, stride: int, out_hw: tuple[int, int]):
+    """``op``-reduce every k x k window of ``xp`` (already padded) at ``stride``.
+
+    Max and sum are separable: reduce the k rows of each window first, then the k columns of
+    that: 2k strided slices instead of k*k. On CPU this is about 6x (max) and 3x (sum) faster
+    forward + backward than the k*k slices, and a smaller program to compile.
+    """
     ho, wo = out_hw
-    for u in range(k):
-        for v in range(k):
-            yield lax.slice(
-                xp,
-                (0, u, v, 0),
-                (xp.shape[0], u + (ho - 1) * stride + 1, v + (wo - 1) * stride + 1, xp.shape[3]),
-                (1, stride, stride, 1),
-            )
+    n, _, w, c = xp.shape
+    rows = functools.reduce(
+        op,
+        (
+            lax.slice(xp, (0, u, 0, 0), (n, u + (ho - 1) * stride + 1, w, c), (1, stride, 1, 1))
+            for u in range(k)
+        ),
+    )
+    return functools.reduce(
+        op,
+        (
+            lax.slice(rows, (0, 0, v, 0), (n, ho, v + (wo - 1) * stride + 1, c), (1, 1, stride, 1))
+            for v in range(k)
+        ),
+    )
 
 
 def _pool_out(size: int, k: int, stride: int, pad: int) -> int:
@@ -131,12 +145,12 @@ def _pool_out(size: int, k: int, stride: int, pad: int) -> int:
 
 
 def max_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
-    """``nn.MaxPool2d(k, stride, padding)`` as an elementwise max over shifted slices."""
+    """``nn.MaxPool2d(k, stride, padding)`` as a max over shifted slices (rows, then columns)."""
     ho = _pool_out(x.shape[1], k, stride, padding)
     wo = _pool_out(x.shape[2], k, stride, padding)
     pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
     xp = jnp.pad(x, pad, constant_values=-jnp.inf)
-    return functools.reduce(jnp.maximum, _shifted_windows(xp, k, stride, (ho, wo)))
+    return _separable_reduce(xp, jnp.maximum, k, stride, (ho, wo))
 
 
 @functools.lru_cache(maxsize=64)
@@ -159,12 +173,13 @@ def avg_pool(
     padding: int = 1,
     count_include_pad: bool = False,
 ) -> jax.Array:
-    """``nn.AvgPool2d(k, stride, padding, count_include_pad)`` as a sum of shifted slices."""
+    """``nn.AvgPool2d(k, stride, padding, count_include_pad)`` as a sum of shifted slices (rows,
+    then columns), divided by the window's count."""
     ho = _pool_out(x.shape[1], k, stride, padding)
     wo = _pool_out(x.shape[2], k, stride, padding)
     pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
     xp = jnp.pad(x, pad)
-    total = functools.reduce(jnp.add, _shifted_windows(xp, k, stride, (ho, wo)))
+    total = _separable_reduce(xp, jnp.add, k, stride, (ho, wo))
     if count_include_pad or padding == 0:
         return total / (k * k)
     inv = _avg_pool_inv_count(x.shape[1], x.shape[2], k, stride, padding)

@@ -174,8 +174,14 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     Returns:
       A summary: the final genotype (text), steps, final metrics, wall time and, when
       ``config.retrain.enabled``, the retraining's results (``config.retrain`` is then an
-      evaluation config, as for ``experiments.train``).
+      evaluation config, as for ``experiments.train``). A config naming a discrete strategy
+      (``reinforce``, ``random``, ``evolution``) runs ``jnas.runner.discrete.search`` instead:
+      real child networks of ``config.space`` (NAS-RL), see that module.
     """
+    from jnas.runner import discrete  # imported here: it reuses this module's data loading
+
+    if discrete.is_discrete(config):
+        return discrete.search(config, workdir)
     os.makedirs(workdir, exist_ok=True)
     strategy = get_gradient_strategy(config.strategy)
     staged = hasattr(strategy, "stages")
@@ -291,17 +297,24 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     state = steps.get_state(dstate)
     genotype = searcher.genotype(state)
-    with open(os.path.join(workdir, "genotype.txt"), "w") as f:
-        f.write(str(genotype) + "\n")
-    write_json(os.path.join(workdir, "alpha.json"), _edge_table(searcher.op_weights(state)))
-    summary = {
-        "genotype": str(genotype),
-        "steps": total_steps,
-        "search_wall_s": round(time.time() - t0, 1),
-        "compile_s": None if compile_s is None else round(compile_s, 1),
-        **{k: v for k, v in metrics.items() if isinstance(v, float)},
-    }
-    writer.write(total_steps, "final", {"genotype": str(genotype)})
+    summary_path = os.path.join(workdir, "summary.json")
+    if start >= total_steps and os.path.exists(summary_path):
+        # A rerun of a finished search (e.g. to finish its retraining): keep its record.
+        with open(summary_path) as f:
+            summary = {k: v for k, v in json.load(f).items() if k != "retrain"}
+    else:
+        with open(os.path.join(workdir, "genotype.txt"), "w") as f:
+            f.write(str(genotype) + "\n")
+        write_json(os.path.join(workdir, "alpha.json"), _edge_table(searcher.op_weights(state)))
+        summary = {
+            "genotype": str(genotype),
+            "steps": total_steps,
+            "search_wall_s": round(time.time() - t0, 1),
+            "compile_s": None if compile_s is None else round(compile_s, 1),
+            **{k: v for k, v in metrics.items() if isinstance(v, float)},
+        }
+        writer.write(total_steps, "final", {"genotype": str(genotype)})
+        write_json(summary_path, summary)  # the search's record, before any retraining
     writer.close()
     ckpt.close()
     if config.get("retrain") is not None and config.retrain.get("enabled", False):
@@ -310,7 +323,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
         summary["retrain"] = train(
             config.retrain, os.path.join(workdir, "retrain"), genotype=genotype
         )
-    write_json(os.path.join(workdir, "summary.json"), summary)
+        write_json(summary_path, summary)
     return summary
 
 

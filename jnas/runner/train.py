@@ -25,9 +25,9 @@ local devices; batch norm statistics and drop-path masks are those of the global
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
+import sys
 import time
 
 import jax
@@ -283,13 +283,17 @@ def train(
     if ckpt.latest_step() is not None:
         state, meta = ckpt.restore(state)
         start = int(state.step)
-        logging.info("resuming from step %d in %s", start, workdir)
+        print(f"resuming from step {start} in {workdir}", file=sys.stderr, flush=True)
     else:
         write_json(os.path.join(workdir, "config.json"), config.to_dict())
     writer = MetricWriter(workdir, resume_step=start if start else None)
     if not start:
         writer.write_text(0, "genotype", str(genotype))
-    logging.info("%s: %d parameters (%d with the auxiliary head)", genotype, n_params, n_params_aux)
+    print(
+        f"{genotype}: {n_params:,} parameters ({n_params_aux:,} with the auxiliary head)",
+        file=sys.stderr,
+        flush=True,
+    )
 
     dstate = steps.put(state)
     del state
@@ -333,7 +337,7 @@ def train(
                     best_ckpt.save(step + 1, steps.get(dstate), {"test_acc": ev["acc"]})
             writer.write(step + 1, "epoch", record)
             writer.flush()
-            logging.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items()})
+            progress.write(f"epoch {epoch + 1}: { {k: round(v, 4) for k, v in record.items()} }")
             sums = {}
         if end_of_epoch or (step + 1) % config.checkpoint_every_steps == 0:
             meta = {"epoch_sums": sums, "best_acc": best["acc"], "best_step": best["step"]}
