@@ -2,6 +2,8 @@ r"""Run an architecture search from a config file.
 
   python -m experiments.search --config=experiments/configs/darts_cifar10.py \
       --workdir=runs/darts_c10 [--config.search.epochs=10 ...]
+  python -m experiments.search --config=experiments/configs/nasrl_fashion_mnist.py \
+      --workdir=runs/nasrl [--config.strategy=random ...]
 
 Rerunning the same command resumes from the last checkpoint in ``--workdir``.
 """
@@ -24,7 +26,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
     summary = search(FLAGS.config, FLAGS.workdir)
-    print(f"genotype: {summary['genotype']}")
+    if "best_arch" in summary:  # a discrete search with real child networks (NAS-RL)
+        print(f"best architecture: {summary['best_arch']} (reward {summary['best_reward']})")
+    else:
+        print(f"genotype: {summary['genotype']}")
     if "retrain" in summary:
         print(f"retrained test accuracy: {summary['retrain'].get('test_acc')}")
 

@@ -209,7 +209,9 @@ def _log_prob_and_entropy(actions: jax.Array, logits: jax.Array):
     logp = jax.nn.log_softmax(logits, axis=-1)
     chosen = jnp.take_along_axis(logp, actions[:, None], axis=-1)[:, 0]
     p = jnp.exp(logp)
-    ent = -jnp.sum(jnp.where(p > 0, p * logp, 0.0))
+    # Padded entries have p = 0 and logp = -inf: mask logp itself, not p * logp, or the
+    # gradient is 0 * inf = NaN there (and through any entropy weight, 0 included).
+    ent = -jnp.sum(p * jnp.where(p > 0, logp, 0.0))
     return jnp.sum(chosen), ent
 
 

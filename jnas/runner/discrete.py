@@ -1,0 +1,448 @@
+"""The host loop of a discrete search with real child networks (NAS-RL, Zoph & Le, ICLR 2017).
+
+``jnas.runner.search.search(config, workdir)`` hands a config here when ``config.strategy``
+names a discrete strategy of ``jnas.strategies.discrete_registry`` (``reinforce``, ``random``,
+``evolution``) instead of a gradient one; ``config.space.name`` then names the space whose
+children are trained (``nasrl``: the chain CNN of ``jnas.spaces.nasrl``). See
+``experiments/configs/nasrl_fashion_mnist.py`` for every key.
+
+Each round asks the strategy for ``search.children_per_round`` (m) architectures (for
+REINFORCE: one controller batch), looks each up in the history, trains the new ones with
+``jnas.spaces.nasrl.train_child`` (the low-fidelity budget ``config.child``) on the
+search-train half of the training set and scores them on the search-val half (the DARTS
+split, ``jnas.runner.search.load_search_data``); the reward is the validation accuracy. The
+new children of a round are trained concurrently, one worker thread per local device
+(``jax.default_device``), children assigned to devices round-robin; on one device they train
+one after the other. The rewards are told to the strategy in the order asked and the
+strategy's state is checkpointed after every round.
+
+The workdir then holds:
+
+* ``config.json``: the config of the run;
+* ``history.jsonl``: a header line (``{"header": ...}``: what a reward depends on: space, child
+  training, data, seed, strategy) and one row per trained child: ``round``, ``index`` (its
+  place in the round's batch), ``arch`` (the space's text form), ``reward``, ``params``,
+  ``train_s``, ``device``. A child is written as soon as it is trained (before the round's
+  checkpoint) and never trained again: a resumed run, which repeats the interrupted round's
+  asks exactly, finds it there;
+* ``checkpoints/``: orbax checkpoints of the strategy state (controller, Adam, baseline, or
+  population), step = rounds done;
+* ``metrics.jsonl`` and ``tb/``: per round the reward mean/min/max, the best reward so far,
+  children trained, and for REINFORCE the baseline and the controller's entropy;
+* ``summary.json`` and ``best_arch.txt``: the best architecture found and its reward.
+
+Every random draw takes an explicit key: the strategy's init key is ``fold_in(key(seed), 0)``,
+the ask of child k in round r ``fold_in(fold_in(fold_in(key(seed), 1), r), k)`` and a child's
+training key ``fold_in(fold_in(key(seed), 2), hash(arch text))``, so a child's reward is a
+function of its architecture and the seed, whichever device trains it and whether the run was
+resumed.
+
+Bad input stops the run with a message naming the problem and leaves history and checkpoints
+as they were: a non-finite reward (``NonFiniteRewardError``, naming the architecture), a
+history row whose architecture does not parse or is not in the space, or a history or
+checkpoint from another run (``IncompatibleCheckpointError``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
+from jnas.runner.progress import Progress
+from jnas.runner.search import load_search_data
+from jnas.runner.writers import MetricWriter
+from jnas.spaces import nasrl
+from jnas.spaces.discrete import ArchitectureError
+from jnas.strategies import controller, discrete_registry
+
+HISTORY = "history.jsonl"
+_INIT, _ASK, _CHILD = 0, 1, 2  # key streams
+
+
+class NonFiniteRewardError(FloatingPointError):
+    """A child's reward is NaN or infinite; the history and the last checkpoint are kept."""
+
+
+class HistoryError(ValueError):
+    """``history.jsonl`` holds a row that is not a valid evaluated architecture."""
+
+
+def is_discrete(config: ml_collections.ConfigDict) -> bool:
+    """Whether ``config`` names a discrete strategy (this runner) rather than a gradient one."""
+    return config.strategy in discrete_registry.STRATEGIES
+
+
+def make_space(space_config) -> nasrl.NasRLSpace:
+    """The space a config's ``space`` section describes (``name`` plus the space's fields)."""
+    options = dict(space_config.items())
+    name = options.pop("name", None)
+    if name != "nasrl":
+        raise ValueError(
+            f"config.space.name = {name!r}: real child training exists for 'nasrl' only"
+        )
+    fields = {f.name for f in dataclasses.fields(nasrl.NasRLSpace)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(f"unknown NAS-RL space option(s) {unknown}; known: {sorted(fields)}")
+    options = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in options.items()}
+    return nasrl.NasRLSpace(**options)
+
+
+def strategy_options(config: ml_collections.ConfigDict) -> dict:
+    """The strategy's options (``config.<strategy>``); REINFORCE's batch is the round's m."""
+    options = dict((config.get(config.strategy) or {}).items())
+    m = int(config.search.children_per_round)
+    if config.strategy == "reinforce":
+        if options.setdefault("batch_size", m) != m:
+            raise ValueError(
+                f"reinforce.batch_size = {options['batch_size']} must equal "
+                f"search.children_per_round = {m} (one controller update per round)"
+            )
+    return options
+
+
+def child_key(seed: int, text: str) -> jax.Array:
+    """The training key of the child with architecture ``text``."""
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _CHILD), digest)
+
+
+def count_params(arch: nasrl.NasRLArch, image_shape, num_classes: int) -> int:
+    """Parameters of a child network (shapes only, nothing is compiled)."""
+    model = nasrl.ChildNet(arch, num_classes)
+    shapes = jax.eval_shape(
+        model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), np.float32)
+    )
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes["params"])))
+
+
+def _jsonable(obj) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=list))
+
+
+def history_header(config, space, child_cfg) -> dict:
+    """What a reward depends on; a history with another header belongs to another run."""
+    d = config.data
+    return _jsonable(
+        {
+            "space": {"name": "nasrl", **dataclasses.asdict(space)},
+            "child": dataclasses.asdict(child_cfg),
+            "data": {"name": d.name, "train_portion": d.train_portion, "limit": d.limit},
+            "seed": int(config.seed),
+            "children_per_round": int(config.search.children_per_round),
+            "strategy": config.strategy,
+            "strategy_options": strategy_options(config),
+        }
+    )
+
+
+class History:
+    """The evaluated children of a search, by architecture text, mirrored in ``history.jsonl``."""
+
+    def __init__(self, path: str, header: dict, space):
+        self.path, self.header, self.space = path, header, space
+        self.rows: list[dict] = []
+        self.by_arch: dict[str, dict] = {}
+        self._has_header = False  # the file is written from the first trained child on
+        if os.path.exists(path):
+            self._load()
+
+    def _load(self) -> None:
+        with open(self.path) as f:
+            text = f.read()
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        elif lines:  # a line cut short by a kill while it was written: drop it
+            print(f"dropping an incomplete last line of {self.path}", flush=True)
+            lines.pop()
+            with open(self.path, "w") as f:
+                f.write("".join(ln + "\n" for ln in lines))
+        if not lines:
+            return
+        first = self._parse_json(lines[0], 1)
+        if "header" not in first:
+            raise HistoryError(f"{self.path} line 1 is not a history header: {lines[0][:200]}")
+        if first["header"] != self.header:
+            diff = _diff(first["header"], self.header)
+            raise IncompatibleCheckpointError(
+                f"{self.path} is the history of another search (it differs from this run in "
+                f"{diff}); use another --workdir, or remove the workdir to start afresh"
+            )
+        self._has_header = True
+        for number, line in enumerate(lines[1:], start=2):
+            self._add(self._check_row(self._parse_json(line, number), number))
+
+    def _parse_json(self, line: str, number: int) -> dict:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise HistoryError(
+                f"{self.path} line {number} is not JSON ({e}): {line[:200]}"
+            ) from None
+        if not isinstance(row, dict):
+            raise HistoryError(f"{self.path} line {number} is not a JSON object: {line[:200]}")
+        return row
+
+    def _check_row(self, row: dict, number: int) -> dict:
+        where = f"{self.path} line {number}"
+        missing = [k for k in ("round", "index", "arch", "reward") if k not in row]
+        if missing:
+            raise HistoryError(f"{where} lacks {missing}: {json.dumps(row)[:200]}")
+        try:
+            text = self.space.to_text(self.space.parse(row["arch"]))
+        except ArchitectureError as e:
+            raise HistoryError(f"{where}: {e}") from e
+        try:
+            reward = discrete_registry.check_reward(row["reward"])
+        except ValueError as e:
+            raise HistoryError(f"{where}, architecture {row['arch']!r}: {e}") from e
+        if text in self.by_arch:
+            raise HistoryError(f"{where}: architecture {text!r} is already in the history")
+        return dict(row, arch=text, reward=reward)
+
+    def _append(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.by_arch[row["arch"]] = row
+
+    def add(self, row: dict) -> None:
+        """Record a newly trained child (file first, then memory)."""
+        if not self._has_header:
+            self._append({"header": self.header})
+            self._has_header = True
+        self._append(row)
+        self._add(row)
+
+    def best(self, last_round: int | None = None) -> dict | None:
+        """The row with the highest reward (the earliest among ties), up to ``last_round``."""
+        rows = [r for r in self.rows if last_round is None or r["round"] <= last_round]
+        return max(rows, key=lambda r: r["reward"], default=None)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(k), wanted.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} there, {b!r} here")
+    return out
+
+
+class _Trainer:
+    """Trains children on the local devices: a thread per device, round-robin."""
+
+    def __init__(self, config, space, child_cfg, train, val, image_shape):
+        self.config, self.space, self.child_cfg = config, space, child_cfg
+        self.train, self.val, self.image_shape = train, val, image_shape
+        n = int(config.search.get("num_devices", 0)) or jax.local_device_count()
+        if n > jax.local_device_count():
+            raise ValueError(
+                f"search.num_devices = {n} but only {jax.local_device_count()} local devices"
+            )
+        self.devices = jax.local_devices()[:n]
+        self.workers = int(config.search.get("workers", 0)) or n
+
+    def _one(self, text: str, arch, device) -> dict:
+        t0 = time.time()
+        with jax.default_device(device):
+            reward = nasrl.train_child(
+                self.space.decode(arch),
+                self.train,
+                self.val,
+                config=self.child_cfg,
+                key=child_key(self.config.seed, text),
+            )
+        return {"reward": reward, "train_s": round(time.time() - t0, 2), "device": device.id}
+
+    def run(self, todo: list[tuple[int, str, np.ndarray]], on_done) -> None:
+        """Trains ``todo`` = [(index, text, arch)], calling ``on_done(index, text, result)``
+        in the order of ``todo`` (``on_done`` may raise: children still training finish and
+        are passed to ``on_done`` first, children not started are dropped)."""
+        jobs = [
+            (i, text, arch, self.devices[j % len(self.devices)])
+            for j, (i, text, arch) in enumerate(todo)
+        ]
+        if self.workers == 1 or len(jobs) <= 1:
+            for i, text, arch, device in jobs:
+                on_done(i, text, self._one(text, arch, device))
+            return
+        error = None
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            futures = [(i, text, pool.submit(self._one, text, a, d)) for i, text, a, d in jobs]
+            for i, text, future in futures:
+                if error is not None:
+                    future.cancel()  # only if it has not started
+                try:
+                    result = future.result()
+                    if error is None or math.isfinite(result["reward"]):
+                        on_done(i, text, result)
+                except concurrent.futures.CancelledError:
+                    pass
+                except Exception as e:
+                    error = error or e
+        if error is not None:
+            raise error
+
+
+def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Run (or resume) a discrete search with real child training.
+
+    Args:
+      config: e.g. ``experiments/configs/nasrl_fashion_mnist.py``.
+      workdir: where the history, checkpoints and metrics go; a rerun resumes from it.
+
+    Returns:
+      The summary (also in ``summary.json``): the best architecture (``best_arch``, text) and
+      its ``best_reward``, ``num_trained`` (children trained), ``num_asked``, rounds, devices.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    strategy = discrete_registry.get(config.strategy)
+    space = make_space(config.space)
+    spec = space.spec
+    options = strategy_options(config)
+    m, rounds = int(config.search.children_per_round), int(config.search.rounds)
+    if m < 1 or rounds < 0:
+        raise ValueError(f"need children_per_round >= 1 and rounds >= 0, got {m}, {rounds}")
+    info, train, val = load_search_data(config)
+    child_cfg = nasrl.ChildTrainConfig.make(config.child)
+    if not child_cfg.num_classes:
+        child_cfg = dataclasses.replace(child_cfg, num_classes=info.num_classes)
+    image_shape = train[0].shape[1:]  # [H, W, C]
+
+    root = jax.random.key(config.seed)
+    init = jax.jit(lambda k: strategy.init(k, spec, options))
+    init_key = jax.random.fold_in(root, _INIT)
+    ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 2))
+    done, meta = ckpt.latest_step() or 0, {}
+    if done:  # restore into the abstract state: nothing compiles
+        state, meta = ckpt.restore(jax.eval_shape(init, init_key))
+        print(f"resuming from round {done} in {workdir}", flush=True)
+    else:
+        state = init(init_key)
+        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    header = history_header(config, space, child_cfg)
+    history = History(os.path.join(workdir, HISTORY), header, space)
+    if len(history) < meta.get("num_trained", 0):
+        raise IncompatibleCheckpointError(
+            f"{history.path} has {len(history)} children but the checkpoint of round {done} "
+            f"recorded {meta['num_trained']}: the history was truncated or replaced. Restore it, "
+            "or remove the workdir to start afresh."
+        )
+
+    trainer = _Trainer(config, space, child_cfg, train, val, image_shape)
+    ask = jax.jit(strategy.ask)
+    is_reinforce = discrete_registry.name_of(strategy) == "reinforce"
+    entropy = jax.jit(
+        jax.vmap(lambda p, a: controller.log_prob_and_entropy(p, a, spec)[1], (None, 0))
+    )
+    writer = MetricWriter(workdir, resume_step=done if done else None)
+    progress = Progress(
+        rounds * m, min(done, rounds) * m, enabled=config.progress, desc=config.strategy
+    )
+    t0 = time.time()
+    for r in range(done, rounds):
+        t_round = time.time()
+        round_key = jax.random.fold_in(jax.random.fold_in(root, _ASK), r)
+        archs = []
+        for k in range(m):
+            state, arch = ask(state, jax.random.fold_in(round_key, k))
+            archs.append(np.asarray(arch))
+        texts = [space.to_text(a) for a in archs]
+        todo, seen = [], set()
+        for k, (text, arch) in enumerate(zip(texts, archs)):
+            if text not in history.by_arch and text not in seen:
+                seen.add(text)
+                todo.append((k, text, arch))
+
+        def on_done(k, text, result, r=r):
+            try:
+                reward = discrete_registry.check_reward(result["reward"])
+            except ValueError as e:
+                raise NonFiniteRewardError(
+                    f"child {text!r} (round {r}, index {k}) has reward {result['reward']}: {e}. "
+                    f"{history.path} keeps the {len(history)} children evaluated so far and the "
+                    f"last checkpoint (round {ckpt.latest_step() or 0}) is untouched; rerun to "
+                    "resume (trained children are not trained again)."
+                ) from None
+            arch = archs[k]
+            params = count_params(space.decode(arch), image_shape, child_cfg.num_classes)
+            row = dict(round=r, index=k, arch=text, reward=reward, params=params)
+            history.add(dict(row, train_s=result["train_s"], device=result["device"]))
+            progress.update(r * m + k + 1)
+
+        trainer.run(todo, on_done)
+        rewards = [history.by_arch[t]["reward"] for t in texts]
+        record = {
+            "reward_mean": float(np.mean(rewards)),
+            "reward_min": float(np.min(rewards)),
+            "reward_max": float(np.max(rewards)),
+            # Children first trained in this round (also those trained before a kill).
+            "num_new": sum(history.by_arch[t]["round"] == r for t in set(texts)),
+            "num_trained": len(history),
+        }
+        if is_reinforce:  # the entropy of the policy the batch was sampled from
+            record["entropy"] = float(np.mean(entropy(state.params, np.stack(archs))))
+        for arch, reward in zip(archs, rewards):
+            state = discrete_registry.tell_checked(strategy, state, arch, reward)
+        if is_reinforce:
+            record["baseline"] = float(state.baseline)
+        best = history.best(last_round=r)
+        record["best_reward"] = best["reward"]
+        record["round_s"] = round(time.time() - t_round, 1)
+        writer.write(r + 1, "round", record)
+        writer.write_text(r + 1, "best_arch", best["arch"])
+        writer.flush()
+        ckpt.save(r + 1, state, {"round": r + 1, "num_trained": len(history)})
+        progress.update((r + 1) * m)
+        progress.write(
+            f"round {r + 1}/{rounds}: {record['num_new']} new, reward mean "
+            f"{record['reward_mean']:.4f} max {record['reward_max']:.4f}; best "
+            f"{best['reward']:.4f} {best['arch']}"
+        )
+    progress.close()
+    writer.close()
+    ckpt.close()
+
+    best = history.best()
+    done = max(done, rounds)
+    summary = {
+        "strategy": config.strategy,
+        "space": "nasrl",
+        "best_arch": best["arch"] if best else None,
+        "best_reward": best["reward"] if best else None,
+        "best_round": best["round"] if best else None,
+        "rounds": done,
+        "children_per_round": m,
+        "num_asked": done * m,
+        "num_trained": len(history),
+        "train_s_total": round(sum(row.get("train_s", 0.0) for row in history.rows), 1),
+        "search_wall_s": round(time.time() - t0, 1),
+        "devices": len(trainer.devices),
+    }
+    if best:
+        with open(os.path.join(workdir, "best_arch.txt"), "w") as f:
+            f.write(best["arch"] + "\n")
+    write_json(os.path.join(workdir, "summary.json"), summary)
+    return summary
