@@ -3,8 +3,6 @@
 import json
 import os
 
-import pytest
-
 from experiments.configs import darts_fashion_mnist
 from jnas.runner import search as search_lib
 
@@ -65,14 +63,3 @@ def test_search_then_retrain_the_found_cell(tmp_path, fake_fmnist_dir):
     with open(os.path.join(workdir, "retrain", "results.json")) as f:
         assert json.load(f)["genotype"] == found
     assert retrain["params"] > 0
-
-
-def test_quickstart_budget_is_the_documented_one():
-    """The README's quickstart: what it searches and retrains (kept in step with the docs)."""
-    c = darts_fashion_mnist.get_config()
-    assert (c.strategy, c.search.hypergradient) == ("darts", "first")
-    assert (c.model.C, c.model.layers, c.data.limit) == (8, 5, 4_000)
-    assert c.retrain.enabled and c.retrain.data.name == "fashion_mnist"
-    assert c.retrain.data.test_limit == 0  # tested on all 10,000 test images
-    with pytest.raises(AttributeError):
-        c.retrain.no_such_key  # noqa: B018
