@@ -3,16 +3,26 @@ r"""Time one search step of the paper's search network, per method, order and ba
   python benchmarks/search_step.py                       # DARTS, orders 1 and 2, batch 16, 64
   python benchmarks/search_step.py --order=1 --batch=64  # one row
   python benchmarks/search_step.py --method=gdas --order=1 --batch=64 --json=out.json
+  python benchmarks/search_step.py --method=darts,gdas,pcdarts,pdarts --order=1 --batch=64
+
+``--method`` is ``darts``, ``gdas``, ``pcdarts``, ``pdarts`` (its first stage: 8 ops), a
+comma-separated list of them, or ``all``; each method runs with its CIFAR-10 config
+(``experiments/configs/<method>_cifar10.py``: GDAS's sampled edges, PC-DARTS's K=4 and edge
+normalization, P-DARTS's skip dropout) on the same network, batch and order, and every JSON
+row names its ``method``. The timed step is always a full one: warm-ups (PC-DARTS, P-DARTS)
+are turned off. GDAS has no second order (its rows are first order only).
 
 The network is the DARTS CIFAR-10 search network (C=16, 8 cells, 4 nodes, 32x32x3 inputs,
 10 classes) unless --C/--layers/--size say otherwise. Each row runs in a fresh subprocess, so
-that its compile time and peak memory are its own: ``compile_s`` is the first call of the
-jitted step (trace + compile + one run), ``step_s_median`` the median of ``--steps`` further
-calls, ``peak_mem_mb`` the device's peak bytes in use where the backend reports it (GPU/TPU),
-else the process's peak resident memory (CPU). Order 2 is the paper's finite-difference
-second order (``--hypergradient=exact`` for the autodiff variant). The step must not
-recompile after its first call: each row checks the jit cache size and reports
-``recompiled``.
+that its compile time and peak memory are its own: ``compile_s`` is tracing, compiling and
+the first run of the step, ``step_s_median`` the median of ``--steps`` further runs,
+``peak_mem_mb`` the device's peak bytes in use where the backend reports it (GPU/TPU),
+else the process's peak resident memory (CPU, compilation included), ``xla_mem_mb`` the
+buffers of the compiled step as XLA plans them (arguments, outputs and temporaries, less
+donated ones; the comparable figure on a CPU). Order 2 is the paper's finite-difference
+second order (``--hypergradient=exact`` for the autodiff variant). The step is compiled
+ahead of time and then called with the same shapes, so it cannot recompile (a call that
+would recompile fails).
 
 Reference (PERF.md; official PyTorch DARTS on this 2-core CPU): 27.7 s (order 1) and 58.6 s
 (order 2) per step at batch 64; 6.1 s / 19.5 s at batch 16. Target: at most half.
@@ -29,7 +39,17 @@ import subprocess
 import sys
 import time
 
-KEYS = ("method", "order", "batch", "step_s_median", "compile_s", "peak_mem_mb", "backend")
+METHODS = ("darts", "gdas", "pcdarts", "pdarts")
+KEYS = (
+    "method",
+    "order",
+    "batch",
+    "step_s_median",
+    "compile_s",
+    "peak_mem_mb",
+    "xla_mem_mb",
+    "backend",
+)
 
 
 def _row(args) -> dict:
@@ -43,6 +63,7 @@ def _row(args) -> dict:
     config.model.C, config.model.layers = args.C, args.layers
     config.search.batch_size = args.batch
     config.search.hypergradient = "first" if args.order == 1 else args.hypergradient
+    config.search.arch_start_epoch = 0  # time the full step, not a warm-up one
     if args.remat:
         config.model.remat = True
     searcher = get_gradient_strategy(config.strategy).build(
@@ -59,11 +80,21 @@ def _row(args) -> dict:
         }
 
     state = jax.jit(searcher.init)(jax.random.PRNGKey(0), batch()["image"][:2])
-    step = jax.jit(searcher.step, donate_argnums=0)
+    tb, vb = batch(), batch()
     t = time.perf_counter()
-    state, m = step(state, batch(), batch())
+    step = jax.jit(searcher.step, donate_argnums=0).lower(state, tb, vb).compile()
+    state, m = step(state, tb, vb)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t
+    mem = step.memory_analysis()
+    xla_mem = None
+    if mem is not None:
+        xla_mem = (
+            mem.argument_size_in_bytes
+            + mem.output_size_in_bytes
+            + mem.temp_size_in_bytes
+            - mem.alias_size_in_bytes
+        ) / 2**20
     times = []
     for _ in range(args.steps):
         tb, vb = batch(), batch()
@@ -84,8 +115,8 @@ def _row(args) -> dict:
         "step_s_median": round(statistics.median(times), 4),
         "compile_s": round(compile_s, 2),
         "peak_mem_mb": round(peak, 1),
+        "xla_mem_mb": None if xla_mem is None else round(xla_mem, 1),
         "backend": jax.default_backend(),
-        "recompiled": step._cache_size() > 1,
         "loss": float(m["train_loss"]),
     }
 
@@ -99,7 +130,9 @@ def _load_config(method: str):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--method", default="darts", help="darts | gdas | pcdarts | pdarts")
+    p.add_argument(
+        "--method", default="darts", help="darts | gdas | pcdarts | pdarts, a list of them, or all"
+    )
     p.add_argument("--order", type=int, choices=(1, 2), help="one order only (default both)")
     p.add_argument("--batch", type=int, help="one batch size only (default 16 and 64)")
     p.add_argument("--hypergradient", default="fd", choices=("fd", "exact"), help="order 2 kind")
@@ -114,14 +147,20 @@ def main(argv=None):
     if args.row:
         print("ROW " + json.dumps(_row(args)), flush=True)
         return
-    methods = [m.strip() for m in args.method.split(",")]
+    methods = list(METHODS) if args.method == "all" else [m.strip() for m in args.method.split(",")]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        p.error(f"unknown --method {', '.join(unknown)}; choose from {', '.join(METHODS)} or all")
     orders = [args.order] if args.order else [1, 2]
     batches = [args.batch] if args.batch else [16, 64]
     rows = []
     header = f"{'method':8} {'order':>5} {'batch':>5} {'step_s':>8} {'compile_s':>9} {'peak_MB':>9}"
-    print(header + "  backend")
+    print(header + f" {'XLA_MB':>9}  backend")
     for method in methods:
         for order in orders:
+            if method == "gdas" and order == 2:
+                print(f"{method:8} {order:>5}  skipped: GDAS updates alpha with a first-order step")
+                continue
             for batch in batches:
                 cmd = [
                     sys.executable,
@@ -149,10 +188,11 @@ def main(argv=None):
                     continue
                 row = json.loads(lines[-1][4:])
                 rows.append(row)
+                xla = "n/a" if row["xla_mem_mb"] is None else f"{row['xla_mem_mb']:.0f}"
                 print(
                     f"{method:8} {order:>5} {batch:>5} {row['step_s_median']:>8.3f} "
-                    f"{row['compile_s']:>9.1f} {row['peak_mem_mb']:>9.0f}  {row['backend']}"
-                    + ("  RECOMPILED" if row["recompiled"] else ""),
+                    f"{row['compile_s']:>9.1f} {row['peak_mem_mb']:>9.0f} {xla:>9}  "
+                    f"{row['backend']}",
                     flush=True,
                 )
     if args.json:

@@ -245,7 +245,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     dstate = steps.put_state(state)
     del state
     sums = dict(meta.get("epoch_sums", {}))
-    t0, compile_s = time.time(), None
+    # compile_s: the first step of every stage run here (trace, compile, one step), summed.
+    t0, compile_s, first_of_stage = time.time(), None, True
     progress = Progress(total_steps, start, enabled=config.progress, desc=config.strategy)
     last_ckpt = ckpt.latest_step()
     metrics = {}
@@ -256,15 +257,17 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
             _save_stage_carry(workdir, stage, carry)
             searcher, steps, init, init_key = build_stage(stage, carry)
             dstate = steps.put_state(init(init_key, sample))
+            first_of_stage = True
             progress.write(f"stage {stage + 1}/{len(stage_ends)} from step {step}")
         epoch, index = divmod(step, steps_per_epoch)
         tb = train_batches.batch(epoch, index)
         vb = val_batches.batch(epoch, index)
         t_step = time.time()
         dstate, m = steps.run(dstate, step, tb, vb)
-        if compile_s is None:
+        if first_of_stage:
             jax.block_until_ready(m)
-            compile_s = time.time() - t_step
+            compile_s = (compile_s or 0.0) + time.time() - t_step
+            first_of_stage = False
         m = jax.device_get(m)
         if parallel == "pmap":
             m = jax.tree.map(lambda a: a[0], m)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-GRADIENT_STRATEGIES = ("darts",)
+GRADIENT_STRATEGIES = ("darts", "gdas", "pcdarts", "pdarts")
 
 
 def get_gradient_strategy(name: str) -> ModuleType:

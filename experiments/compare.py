@@ -1,0 +1,241 @@
+r"""Compare DARTS (first order), GDAS, PC-DARTS and P-DARTS on one budget, with one command.
+
+  python -m experiments.compare --workdir=runs/compare [--epochs=6 --limit=10000 ...]
+
+Every method searches Fashion-MNIST with its own recipe (``experiments/configs/
+<method>_fashion_mnist.py``) on the same budget: the same images, batch size, seed and total
+search epochs (P-DARTS splits them over its three stages; the warm-ups of PC-DARTS and
+P-DARTS are scaled to the budget as in their configs). Each search runs in its own process
+through ``jnas.runner.search.search``, so its peak memory is its own. The derived cell is
+then retrained from scratch the same way for every method (``jnas.runner.train.train``,
+one evaluation config) and tested.
+
+The workdir gets one directory per method (the search's usual workdir, ``retrain/`` inside
+it) and the table ``comparison.md`` (and ``comparison.json``): search wall time, of which
+compilation (the first step of every stage: tracing, compiling and running it), peak
+resident memory of the search process, XLA's buffer size of the compiled search step (the
+largest stage), test accuracy of the retrained cell, and the skip connections in the normal
+cell. Rerunning the command resumes:
+finished methods are kept, unfinished ones resume from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app, flags, logging
+
+METHODS = ("darts", "gdas", "pcdarts", "pdarts")
+NAMES = {"darts": "DARTS (1st order)", "gdas": "GDAS", "pcdarts": "PC-DARTS", "pdarts": "P-DARTS"}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Where the runs and the table go.")
+flags.DEFINE_list("methods", list(METHODS), "Methods to compare.")
+flags.DEFINE_integer("epochs", 6, "Search epochs per method (P-DARTS: in all, over 3 stages).")
+flags.DEFINE_integer("limit", 10_000, "Training images used by the search (halved: train/val).")
+flags.DEFINE_integer("batch_size", 64, "Search batch size.")
+flags.DEFINE_integer("C", 8, "Initial channels of the supernets.")
+flags.DEFINE_integer("layers", 5, "Cells of the supernets (P-DARTS: 3, 4, 6 over its stages).")
+flags.DEFINE_integer("retrain_epochs", 2, "Epochs of the retraining.")
+flags.DEFINE_integer("retrain_limit", 0, "Training images of the retraining (0: all).")
+flags.DEFINE_integer("retrain_test_limit", 0, "Test images of the retraining (0: all 10,000).")
+flags.DEFINE_bool("step_memory", True, "Also compile each search step to read its XLA memory.")
+flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory (default: the usual places).")
+flags.DEFINE_string("child", None, "Internal: run this one method in this process.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def search_config(method: str):
+    """The method's Fashion-MNIST config on the shared budget."""
+    import importlib
+
+    config = importlib.import_module(f"experiments.configs.{method}_fashion_mnist").get_config()
+    config.seed = 0
+    config.data.limit = FLAGS.limit
+    if FLAGS.data_dir:
+        config.data.data_dir = FLAGS.data_dir
+    config.search.batch_size = FLAGS.batch_size
+    config.model.C = FLAGS.C
+    config.retrain = {"enabled": False}  # retrained below, the same way for all
+    epochs = FLAGS.epochs
+    if method == "pdarts":  # 3 stages of epochs // 3, the first 10/25 of each weights only
+        config.search.epochs = max(1, epochs // 3)
+        config.search.arch_start_epoch = round(config.search.epochs * 10 / 25)
+    else:
+        config.model.layers = FLAGS.layers
+        config.search.epochs = epochs
+    if method == "pcdarts":  # 15 of 50 epochs of warm-up; lr 0.1 at batch 256, linearly
+        config.search.arch_start_epoch = round(epochs * 15 / 50)
+        config.optim_w.lr = 0.1 * FLAGS.batch_size / 256
+    return config
+
+
+def retrain_config():
+    """One evaluation config for every derived cell (the quickstart's retraining)."""
+    from experiments.configs import eval_cifar10
+
+    config = eval_cifar10.get_config()
+    config.seed = 0
+    config.data.name = "fashion_mnist"
+    config.data.limit = FLAGS.retrain_limit
+    config.data.test_limit = FLAGS.retrain_test_limit
+    if FLAGS.data_dir:
+        config.data.data_dir = FLAGS.data_dir
+    config.data.cutout_length = 0
+    config.model.C = 16
+    config.model.layers = 6
+    config.model.auxiliary = False
+    config.optim.lr = 0.05
+    config.train.epochs = FLAGS.retrain_epochs
+    config.train.batch_size = 128
+    config.checkpoint_every_steps = 200
+    return config
+
+
+def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[float]:
+    """XLA's buffers (arguments + temporaries) of each stage's compiled search step."""
+    import jax
+    import jax.numpy as jnp
+
+    from jnas.strategies import get_gradient_strategy
+
+    strategy = get_gradient_strategy(config.strategy)
+    stages = strategy.stages(config) if hasattr(strategy, "stages") else [config]
+    carries = {}
+    if os.path.exists(os.path.join(workdir, "stages.json")):
+        with open(os.path.join(workdir, "stages.json")) as f:
+            carries = json.load(f)
+    out = []
+    b = config.search.batch_size
+    batch = {
+        "image": jax.ShapeDtypeStruct((b, *image_shape), jnp.float32),
+        "label": jax.ShapeDtypeStruct((b,), jnp.int32),
+    }
+    for s, cfg in enumerate(stages):
+        kw = {"carry": carries.get(str(s))} if len(stages) > 1 else {}
+        searcher = strategy.build(cfg, num_classes=10, steps_per_epoch=1, **kw)
+        sample = jnp.zeros((2, *image_shape))
+        state = jax.eval_shape(searcher.init, jax.random.PRNGKey(0), sample)
+        step = jax.jit(searcher.step, donate_argnums=0)
+        mem = step.lower(state, batch, batch).compile().memory_analysis()
+        out.append((mem.temp_size_in_bytes + mem.argument_size_in_bytes) / 2**20)
+    return out
+
+
+def run_method(method: str) -> dict:
+    """Search, measure and retrain one method (in a process of its own).
+
+    The search's measurements are saved (``search.json``) as soon as it ends, so that a rerun
+    after an interruption later on keeps them; a search that itself resumed from a
+    checkpoint is marked ``resumed`` (its time and memory cover only the resumed part).
+    """
+    from jnas.runner import search as search_lib
+    from jnas.runner import setup_jax
+    from jnas.spaces.genotype import Genotype
+
+    setup_jax()
+    workdir = os.path.join(FLAGS.workdir, method)
+    config = search_config(method)
+    measured = os.path.join(workdir, "search.json")
+    if os.path.exists(measured):
+        with open(measured) as f:
+            result = json.load(f)
+    else:
+        resumed = os.path.isdir(os.path.join(workdir, "checkpoints"))
+        t0 = time.time()
+        summary = search_lib.search(config, workdir)
+        result = {
+            "method": NAMES[method],
+            "search_s": round(time.time() - t0, 1),
+            "compile_s": summary.get("compile_s"),
+            "steps": summary["steps"],
+            # Linux reports kilobytes: the search alone, before any other compilation here.
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "resumed": resumed,
+            "genotype": summary["genotype"],
+        }
+        with open(measured, "w") as f:
+            json.dump(result, f, indent=2)
+    genotype = Genotype.parse(result["genotype"])
+    result["skips_normal"] = sum(op == "skip_connect" for op, _ in genotype.normal)
+    if FLAGS.step_memory:
+        _, (tx, _), _ = search_lib.load_search_data(config)
+        mem = step_memory_mib(method, config, workdir, tuple(tx.shape[1:]))
+        result["step_memory_mib"] = round(max(mem), 1)
+        result["step_memory_per_stage_mib"] = [round(m, 1) for m in mem]
+    try:
+        from jnas.runner.train import train
+    except ImportError as e:  # the retraining loop is optional for the rest of the table
+        logging.warning("no retraining (%s)", e)
+        result["test_acc"] = None
+    else:
+        t1 = time.time()
+        retrained = train(retrain_config(), os.path.join(workdir, "retrain"), genotype=genotype)
+        result.update(test_acc=retrained.get("test_acc"), retrain_s=round(time.time() - t1, 1))
+        result["params"] = retrained.get("params")
+    return result
+
+
+def _fmt(v, pattern="{:.1f}"):
+    return "n/a" if v is None else pattern.format(v)
+
+
+def table(results: list[dict]) -> str:
+    """The comparison as Markdown."""
+    lines = [
+        "| method | search (s) | of which compile (s) | peak RSS (MiB) | step memory, XLA "
+        "(MiB) | retrained test acc. | skip-connections (normal) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        name = r["method"] + (" (resumed*)" if r.get("resumed") else "")
+        lines.append(
+            f"| {name} | {_fmt(r['search_s'])} | {_fmt(r.get('compile_s'))} | "
+            f"{_fmt(r['peak_rss_mib'], '{:.0f}')} | {_fmt(r.get('step_memory_mib'))} | "
+            f"{_fmt(r.get('test_acc'), '{:.4f}')} | {r['skips_normal']} |"
+        )
+    lines.append("")
+    if any(r.get("resumed") for r in results):
+        lines += ["*: the search resumed from a checkpoint; time and memory cover that part.", ""]
+    lines += [f"- {r['method']}: `{r['genotype']}`" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    if FLAGS.child:
+        result = run_method(FLAGS.child)
+        with open(os.path.join(FLAGS.workdir, FLAGS.child, "compare.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        return
+    unknown = set(FLAGS.methods) - set(METHODS)
+    if unknown:
+        raise app.UsageError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    results = []
+    for method in FLAGS.methods:
+        path = os.path.join(FLAGS.workdir, method, "compare.json")
+        if not os.path.exists(path):
+            print(f"== {NAMES[method]}", flush=True)
+            cmd = [sys.executable, "-m", "experiments.compare", f"--child={method}"]
+            cmd += [a for a in sys.argv[1:] if not a.startswith("--methods")]
+            subprocess.run(cmd, check=True)
+        with open(path) as f:
+            results.append(json.load(f))
+    text = table(results)
+    with open(os.path.join(FLAGS.workdir, "comparison.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(FLAGS.workdir, "comparison.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)

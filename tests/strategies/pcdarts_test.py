@@ -1,0 +1,255 @@
+"""PC-DARTS: exact reduction to DARTS (K=1, no edge normalization), edge normalization and
+its genotype, the warm-up, bad input, and a CPU search resumed after SIGKILL."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from search_helpers import (
+    NUM_EDGES,
+    SMALL_OPS,
+    assert_same_results,
+    cli,
+    kill_and_resume,
+    resume_snapshot,
+    search_with_snapshot,
+    tiny_config,
+)
+
+from jnas.runner import search as search_lib
+from jnas.strategies import darts, pcdarts
+from jnas.strategies.warmup import WarmupSearch
+
+# ---------------------------------------------------------------- DARTS as a special case
+
+
+def _rename(tree, old, new):
+    if isinstance(tree, dict):
+        return {k.replace(old, new): _rename(v, old, new) for k, v in tree.items()}
+    return tree
+
+
+def test_k1_without_edge_normalization_is_exactly_darts():
+    # One reduction cell (its edges from the cell inputs stride, the others do not): the
+    # edges' computation at a third of the compile time of a 3-cell network.
+    config = tiny_config("darts_tiny", "/nonexistent", {"model.layers": 1})
+    config.pcdarts = {"k": 1, "edge_norm": False}
+    ref = darts.build(config, num_classes=10, steps_per_epoch=4)
+    got = pcdarts.build(config, num_classes=10, steps_per_epoch=4)
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 8, 8, 1))
+    labels = jnp.arange(8) % 10
+    train = {"image": x, "label": labels}
+    val = {"image": x[::-1] * 0.5, "label": labels[::-1]}
+    s_ref = jax.jit(ref.init)(jax.random.PRNGKey(1), x[:2])
+    params = _rename(s_ref.params, "MixedOp_0", "PartialChannelMixedOp_0")
+    alpha = {"ops": s_ref.alpha}
+    s_got = s_ref.replace(
+        params=params,
+        batch_stats=_rename(s_ref.batch_stats, "MixedOp_0", "PartialChannelMixedOp_0"),
+        alpha=alpha,
+        w_opt_state=got.w_tx.init(params),
+        a_opt_state=got.a_tx.init(alpha),
+    )
+    got_params = jax.eval_shape(got.init, jax.random.PRNGKey(1), x[:2]).params
+    assert jax.tree.structure(got_params) == jax.tree.structure(params)
+
+    (n_ref, m_ref), (n_got, m_got) = (
+        jax.jit(s.step)(st, train, val) for s, st in ((ref, s_ref), (got, s_got))
+    )
+    for k in m_ref:
+        np.testing.assert_allclose(m_got[k], m_ref[k], rtol=1e-5, err_msg=k)
+    assert float(jnp.abs(n_ref.alpha["reduce"] - s_ref.alpha["reduce"]).max()) > 0
+    np.testing.assert_allclose(n_got.alpha["ops"]["normal"], n_ref.alpha["normal"], rtol=1e-5)
+    np.testing.assert_allclose(n_got.alpha["ops"]["reduce"], n_ref.alpha["reduce"], rtol=1e-5)
+    ref_leaves = jax.tree.leaves(_rename(n_ref.params, "MixedOp_0", "PartialChannelMixedOp_0"))
+    for a, b in zip(jax.tree.leaves(n_got.params), ref_leaves):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------- edge normalization
+
+
+def test_edge_weights_are_a_softmax_per_node():
+    beta = jax.random.normal(jax.random.PRNGKey(0), (14,))
+    w = np.asarray(pcdarts.edge_weights(beta, 4))
+    starts = [0, 2, 5, 9, 14]
+    for j in range(4):
+        seg = slice(starts[j], starts[j + 1])
+        np.testing.assert_allclose(w[seg].sum(), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(w[seg], jax.nn.softmax(beta[seg]), rtol=1e-6)
+
+
+def _searcher(**overrides):
+    config = tiny_config("pcdarts_fashion_mnist", "/nonexistent", overrides)
+    return pcdarts.build(config, num_classes=10, steps_per_epoch=4)
+
+
+def test_genotype_uses_alpha_and_beta_together():
+    searcher = _searcher(**{"model.n_nodes": 4, "model.multiplier": 4})  # 14 edges
+    alpha = jax.device_get(searcher.init_alpha(jax.random.PRNGKey(0)))
+    assert alpha["ops"]["normal"].shape == (14, 4) and alpha["edges"]["normal"].shape == (14,)
+    ops = {t: np.zeros((14, 4)) for t in ("normal", "reduce")}
+    # Node 1 (edges 2, 3, 4): by alpha alone edges 2 and 3 win (sep_conv, k=3) ...
+    ops["normal"][2, 3] = ops["normal"][3, 3] = 2.0
+    ops["normal"][4, 1] = 1.0
+    beta = {t: np.zeros(14) for t in ("normal", "reduce")}
+    beta["normal"][2] = -4.0  # ... but edge normalization turns edge 2 down.
+    alpha = {"ops": ops, "edges": beta}
+    node1 = searcher.derive_fn(alpha).normal[2:4]
+    assert sorted(i for _, i in node1) == [1, 2]  # edges 3 and 4: inputs 1 and 2
+    without = searcher.derive_fn({"ops": ops})
+    assert sorted(i for _, i in without.normal[2:4]) == [0, 1]
+    weights = searcher.op_weights_fn(alpha)
+    assert set(weights) == {"normal", "reduce", "normal_edges", "reduce_edges"}
+
+
+def test_warmup_skips_the_architecture_step():
+    searcher = _searcher(**{"search.arch_start_epoch": 1})
+    assert isinstance(searcher, WarmupSearch) and searcher.arch_start_step == 4
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 8, 8, 1))
+    batch = {"image": x, "label": jnp.arange(8) % 10}
+    state = jax.eval_shape(searcher.init, jax.random.PRNGKey(1), x[:2])
+    jaxpr = str(jax.make_jaxpr(searcher.step)(state, batch, batch))
+    assert "cond[" in jaxpr
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_k_must_divide_the_channels(tmp_path, fake_fmnist_dir):
+    with pytest.raises(ValueError, match=r"pcdarts.k=3 must divide the channel count model.C=4"):
+        _searcher(**{"pcdarts.k": 3})
+    config = tiny_config("pcdarts_fashion_mnist", fake_fmnist_dir, {"pcdarts.k": 8})
+    with pytest.raises(ValueError, match="must divide"):
+        search_lib.search(config, str(tmp_path))
+
+
+# ---------------------------------------------------------------- end to end
+
+WARMUP = {"search.arch_start_epoch": 1}  # epoch 1 trains weights only, epoch 2 also alpha
+SNAPSHOT_STEP = 3  # in the warm-up: the resumed run crosses into the architecture updates
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, fake_fmnist_dir):
+    workdir = str(tmp_path_factory.mktemp("pcdarts"))
+    snapshot = str(tmp_path_factory.mktemp("pcdarts_snapshot") / "w")
+    config = tiny_config("pcdarts_fashion_mnist", fake_fmnist_dir, WARMUP)
+    summary = search_with_snapshot(config, workdir, snapshot, at_step=SNAPSHOT_STEP)
+    return workdir, summary, snapshot
+
+
+def test_search_writes_alpha_and_edge_weights(finished_run):
+    import json
+
+    workdir, summary, _ = finished_run
+    assert summary["steps"] == 8
+    weights = json.load(open(os.path.join(workdir, "alpha.json")))
+    assert np.asarray(weights["normal"]).shape == (NUM_EDGES, len(SMALL_OPS))
+    np.testing.assert_allclose(np.sum(weights["normal_edges"][:2]), 1.0, rtol=1e-4)
+    records = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert epochs[0]["grad_norm_alpha"] == 0.0 and epochs[1]["grad_norm_alpha"] > 0
+
+
+def test_resume_after_a_kill_matches_uninterrupted(finished_run, fake_fmnist_dir, capsys):
+    ref_dir, _, snapshot = finished_run
+    config = tiny_config("pcdarts_fashion_mnist", fake_fmnist_dir, WARMUP)
+    assert resume_snapshot(config, snapshot, capsys) == SNAPSHOT_STEP
+    assert_same_results(snapshot, ref_dir)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_uninterrupted(
+    tmp_path, repo_root, fake_fmnist_dir, finished_run
+):
+    ref_dir, _, _ = finished_run
+    workdir = str(tmp_path / "killed")
+    cmd = cli("pcdarts_fashion_mnist", workdir, fake_fmnist_dir, WARMUP)
+    kill_and_resume(cmd, repo_root, workdir, kill_at=3)
+    assert_same_results(workdir, ref_dir, exact_metrics=False)
+
+
+# ---------------------------------------------------------------- fused / two-phase / pmap
+
+PMAP_SCRIPT = textwrap.dedent(
+    """
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import sys
+    sys.path.insert(0, "tests/strategies")
+    import jax, jax.numpy as jnp, numpy as np
+    from jnas.runner import setup_jax
+    setup_jax()
+    from search_helpers import tiny_config
+    from jnas.strategies import pcdarts
+
+    # Step 0 is a warm-up step (architecture phase skipped), step 1 a full one.
+    overrides = {"model.C": 2, "pcdarts.k": 2, "search.arch_start_epoch": 1}
+    config = tiny_config("pcdarts_fashion_mnist", "/nonexistent", overrides)
+
+    def build(axis_name=None, fuse=True):
+        config.search.fuse_phases = fuse
+        return pcdarts.build(config, num_classes=10, steps_per_epoch=1, axis_name=axis_name)
+
+    rng = np.random.default_rng(0)
+    def batch():
+        return {"image": jnp.asarray(rng.normal(size=(16, 8, 8, 1)), jnp.float32),
+                "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
+    batches = [(batch(), batch()) for _ in range(2)]
+    single = build()
+    state0 = jax.jit(single.init)(jax.random.PRNGKey(0), batches[0][0]["image"][:2])
+
+    def run(step_fn, state, put=lambda b: b, get=lambda s: s):
+        out = []
+        for tb, vb in batches:
+            state, m = step_fn(state, put(tb), put(vb))
+            out.append((get(state), get(m)))
+        return out
+
+    fused = run(jax.jit(single.step), state0)
+    two = run(jax.jit(build(fuse=False).step), state0)
+    par = build(axis_name="batch")
+    rep = jax.tree.map(lambda x: jnp.broadcast_to(x, (8, *x.shape)), state0)
+    shard = lambda b: jax.tree.map(lambda x: x.reshape((8, 2) + x.shape[1:]), b)
+    first = lambda t: jax.tree.map(lambda x: x[0], t)
+    pm = run(jax.pmap(par.step, axis_name="batch"), rep, shard, first)
+
+    (s_warm, m_warm), (s_full, m_full) = fused
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s_warm.alpha),
+                                                    jax.tree.leaves(state0.alpha)))
+    assert float(m_warm["grad_norm_alpha"]) == 0.0 and float(m_full["grad_norm_alpha"]) > 0
+    assert float(jnp.abs(s_full.alpha["ops"]["normal"] - state0.alpha["ops"]["normal"]).max()) > 0
+
+    def close(a, b, what):
+        for (pa, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5,
+                                       err_msg=what + jax.tree_util.keystr(pa))
+    for name, other in {"two-phase": two, "pmap": pm}.items():
+        for k, ((s1, m1), (s, m)) in enumerate(zip(fused, other)):
+            what = f"{name} step {k} "
+            close(s1.params, s.params, what + "params")
+            close(s1.batch_stats, s.batch_stats, what + "batch_stats")
+            close(s1.alpha, s.alpha, what + "alpha")
+            close(m1, m, what + "metrics")
+    print("OK")
+    """
+)
+
+
+@pytest.mark.slow
+def test_fused_two_phase_and_pmap_steps_agree_through_the_warmup(repo_root):
+    out = subprocess.run(
+        [sys.executable, "-c", PMAP_SCRIPT],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-4000:]
