@@ -9,4 +9,5 @@ if [ -z "${JNAS_NB201_PATH:-}" ] && [ -f ../shared/nasbench201/nb201.csv.gz ]; t
   JNAS_NB201_PATH="$(cd ../shared/nasbench201 && pwd)/nb201.csv.gz"
   export JNAS_NB201_PATH
 fi
-JNAS_NOTEBOOK_TINY=1 python -m pytest -q --nbmake tests notebooks
+# Two workers (whole files each): the suite is mostly XLA compilation, one core per program.
+JNAS_NOTEBOOK_TINY=1 python -m pytest -q -n 2 --dist loadfile --nbmake tests notebooks

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from experiments.configs import darts_fashion_mnist
 from jnas.runner import search as search_lib
 
@@ -40,6 +42,7 @@ def _config(data_dir, **overrides):
     return config
 
 
+@pytest.mark.slow  # about 2 min cold: compiles a supernet and an evaluation network
 def test_search_then_retrain_the_found_cell(tmp_path, fake_fmnist_dir):
     workdir = str(tmp_path / "qs")
     # The retraining is cut short (as a kill would): the rerun finishes it, not the search.
