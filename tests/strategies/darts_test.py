@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 SCRIPT = textwrap.dedent(
     """
@@ -59,6 +60,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # about 3-5 min cold on 2 cores: three programs compiled, one on 8 devices
 def test_fused_two_phase_and_pmap_steps_agree(repo_root):
     env = dict(os.environ)
     out = subprocess.run(
