@@ -77,6 +77,7 @@ def test_alpha_moves_and_loss_is_finite(finished_run):
     assert np.ptp(w) > 1e-4  # not the uniform initial 1/8 any more
 
 
+@pytest.mark.slow  # two subprocess searches, about 2 min cold on 2 cores
 def test_resume_after_sigkill_matches_uninterrupted(
     tmp_path, repo_root, fake_fmnist_dir, finished_run
 ):

@@ -172,6 +172,7 @@ PMAP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # 8-device subprocess, about 2 min cold on 2 cores
 def test_pmap_on_8_devices_equals_one_device(tmp_path, repo_root):
     script = PMAP_SCRIPT.format(
         tests=os.path.join(repo_root, "tests"),
