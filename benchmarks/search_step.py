@@ -79,7 +79,7 @@ def _row(args) -> dict:
             "label": jnp.asarray(rng.integers(0, 10, args.batch), jnp.int32),
         }
 
-    state = jax.jit(searcher.init)(jax.random.PRNGKey(0), batch()["image"][:2])
+    state = searcher.init(jax.random.PRNGKey(0), batch()["image"][:2])  # un-jitted: fast
     tb, vb = batch(), batch()
     t = time.perf_counter()
     step = jax.jit(searcher.step, donate_argnums=0).lower(state, tb, vb).compile()

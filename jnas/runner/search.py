@@ -218,7 +218,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return (
             searcher,
             steps,
-            jax.jit(searcher.init),
+            searcher.init,  # un-jitted: see OneShotSearch.init
             jax.random.fold_in(key, stage) if stage else key,
         )
 

@@ -276,7 +276,7 @@ def train(
     write_json(os.path.join(workdir, "network.json"), network)
     steps = _Steps(trainer, info, config)
     sample = steps.normalize(tx[:2], ty[:2])["image"]
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(config.seed), sample)
+    state = trainer.init(jax.random.PRNGKey(config.seed), sample)  # un-jitted: see init
     ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     best_ckpt = Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
     start, meta = 0, {}

@@ -110,8 +110,11 @@ class Retrainer:
     def init(self, key: jax.Array, sample_images: jax.Array) -> TrainState:
         """Initialise weights, batch statistics and the optimizer state."""
         # Param init draws hundreds of tensors: the RBG generator keeps that HLO small.
+        # lazy_init runs only the initializers (no forward pass); un-jitted it takes seconds,
+        # where compiling it costs about as long as compiling the step.
         init_key = jax.random.key(jax.random.randint(key, (), 0, 2**31 - 1), impl="rbg")
-        variables = self.model.init(init_key, sample_images, train=True)
+        sample = jax.ShapeDtypeStruct(sample_images.shape, sample_images.dtype)
+        variables = self.model.lazy_init(init_key, sample, train=True)
         params = variables["params"]
         return TrainState(
             step=jnp.zeros((), jnp.int32),

@@ -131,10 +131,14 @@ class OneShotSearch:
         k_alpha, k_params, k_state = jax.random.split(key, 3)
         alpha = self.init_alpha(k_alpha)
         # Param init draws hundreds of tensors: the RBG generator keeps that HLO small
-        # (its streams are reproducible per backend).
+        # (its streams are reproducible per backend). lazy_init runs only the initializers,
+        # not the forward pass; call init un-jitted (as the runner does): compiling it would
+        # take as long as compiling the step (~100 s for the quickstart's supernet on a
+        # 2-core CPU, all of it random-number code), eagerly it takes seconds.
         init_key = jax.random.key(jax.random.randint(k_params, (), 0, 2**31 - 1), impl="rbg")
         arch = self.eval_arch_fn(alpha)
-        variables = self.model.init(init_key, sample_images, arch, train=True)
+        sample = jax.ShapeDtypeStruct(sample_images.shape, sample_images.dtype)
+        variables = self.model.lazy_init(init_key, sample, arch, train=True)
         params = variables["params"]
         return SearchState(
             step=jnp.zeros((), jnp.int32),
