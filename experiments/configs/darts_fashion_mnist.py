@@ -59,3 +59,18 @@ def get_config():
     config.log_every_steps = 10
     config.retrain = retrain_config()
     return config
+
+
+def with_quickstart_budget(config):
+    """Give another method's config this quickstart's data, network size, budget and retraining."""
+    quick = get_config()
+    config.seed = quick.seed
+    config.data = quick.data
+    config.model.C = quick.model.C
+    config.model.layers = quick.model.layers
+    config.search.epochs = quick.search.epochs
+    config.search.batch_size = quick.search.batch_size
+    config.checkpoint_every_steps = quick.checkpoint_every_steps
+    config.log_every_steps = quick.log_every_steps
+    config.retrain = quick.retrain
+    return config

@@ -15,15 +15,5 @@ from experiments.configs import darts_fashion_mnist, gdas_cifar10
 
 
 def get_config():
-    config = gdas_cifar10.get_config()
-    quick = darts_fashion_mnist.get_config()
-    config.seed = quick.seed
-    config.data = quick.data
-    config.model.C = quick.model.C
-    config.model.layers = quick.model.layers
-    config.search.epochs = quick.search.epochs
-    config.search.batch_size = quick.search.batch_size
-    config.checkpoint_every_steps = quick.checkpoint_every_steps
-    config.log_every_steps = quick.log_every_steps
-    config.retrain = quick.retrain
+    config = darts_fashion_mnist.with_quickstart_budget(gdas_cifar10.get_config())
     return config

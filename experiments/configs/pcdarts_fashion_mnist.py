@@ -15,17 +15,7 @@ from experiments.configs import darts_fashion_mnist, pcdarts_cifar10
 
 
 def get_config():
-    config = pcdarts_cifar10.get_config()
-    quick = darts_fashion_mnist.get_config()
-    config.seed = quick.seed
-    config.data = quick.data
-    config.model.C = quick.model.C
-    config.model.layers = quick.model.layers
-    config.search.epochs = quick.search.epochs
-    config.search.batch_size = quick.search.batch_size
-    config.optim_w.lr = 0.1 * quick.search.batch_size / 256
+    config = darts_fashion_mnist.with_quickstart_budget(pcdarts_cifar10.get_config())
+    config.optim_w.lr = 0.1 * config.search.batch_size / 256
     config.search.arch_start_epoch = 1
-    config.checkpoint_every_steps = quick.checkpoint_every_steps
-    config.log_every_steps = quick.log_every_steps
-    config.retrain = quick.retrain
     return config

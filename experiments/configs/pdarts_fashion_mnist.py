@@ -15,17 +15,9 @@ from experiments.configs import darts_fashion_mnist, pdarts_cifar10
 
 
 def get_config():
-    config = pdarts_cifar10.get_config()
-    quick = darts_fashion_mnist.get_config()
-    config.seed = quick.seed
-    config.data = quick.data
-    config.model.C = quick.model.C
+    config = darts_fashion_mnist.with_quickstart_budget(pdarts_cifar10.get_config())
     config.model.layers = 3
     config.pdarts.add_layers = (0, 1, 3)
     config.search.epochs = 2  # per stage
     config.search.arch_start_epoch = 1
-    config.search.batch_size = quick.search.batch_size
-    config.checkpoint_every_steps = quick.checkpoint_every_steps
-    config.log_every_steps = quick.log_every_steps
-    config.retrain = quick.retrain
     return config
