@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
+from jnas.ops import xla_cpu
 from jnas.runner.train_step import Retrainer, create_optimizer
 from jnas.spaces.cells import build_network
 from jnas.spaces.published import get_genotype
@@ -40,7 +41,9 @@ flags.DEFINE_string("json", None, "Write the rows as a JSON list to this path.")
 flags.DEFINE_string("genotype", "DARTS_V2", "Genotype: name, text or file.")
 flags.DEFINE_integer("C", 36, "Initial channels.")
 flags.DEFINE_integer("layers", 20, "Cells.")
-flags.DEFINE_bool("scan_cells", True, "One nn.scan per run of identical cells.")
+flags.DEFINE_bool(
+    "scan_cells", False, "One nn.scan per run of identical cells (eval_cifar10.py: off)."
+)
 flags.DEFINE_bool("auxiliary", True, "With the auxiliary head.")
 flags.DEFINE_float("drop_path_prob", 0.2, "Final drop-path probability (half of it is used).")
 
@@ -99,7 +102,7 @@ def bench(batch: int) -> dict:
     init_s = time.time() - t0
     # Mid-training: drop-path at half its final probability.
     state = state.replace(step=jnp.asarray(epochs // 2 * steps_per_epoch, jnp.int32))
-    step = jax.jit(trainer.step, donate_argnums=0)
+    step = jax.jit(trainer.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options())
     t0 = time.time()
     compiled = step.lower(state, batch_data, jax.random.PRNGKey(1)).compile()
     compile_s = time.time() - t0

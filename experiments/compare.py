@@ -100,6 +100,7 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
     import jax
     import jax.numpy as jnp
 
+    from jnas.ops import xla_cpu
     from jnas.strategies import get_gradient_strategy
 
     strategy = get_gradient_strategy(config.strategy)
@@ -119,7 +120,7 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
         searcher = strategy.build(cfg, num_classes=10, steps_per_epoch=1, **kw)
         sample = jnp.zeros((2, *image_shape))
         state = jax.eval_shape(searcher.init, jax.random.PRNGKey(0), sample)
-        step = jax.jit(searcher.step, donate_argnums=0)
+        step = jax.jit(searcher.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options())
         mem = step.lower(state, batch, batch).compile().memory_analysis()
         out.append((mem.temp_size_in_bytes + mem.argument_size_in_bytes) / 2**20)
     return out

@@ -36,6 +36,7 @@ import ml_collections
 import numpy as np
 
 from jnas import data as jdata
+from jnas.ops import xla_cpu
 from jnas.runner.checkpoint import Checkpointer, write_json
 from jnas.runner.progress import Progress
 from jnas.runner.writers import MetricWriter
@@ -105,8 +106,10 @@ class _Steps:
             self.step = jax.pmap(search.step, axis_name=AXIS, donate_argnums=0)
             self.eval = jax.pmap(search.eval_step, axis_name=AXIS)
         elif parallel == "none":
-            self.step = jax.jit(search.step, donate_argnums=0)
-            self.eval = jax.jit(search.eval_step)
+            self.step = jax.jit(
+                search.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options()
+            )
+            self.eval = jax.jit(search.eval_step, compiler_options=xla_cpu.compiler_options())
         else:
             raise ValueError(f"config.parallel must be 'none' or 'pmap', got {parallel!r}")
 

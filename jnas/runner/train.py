@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from jnas import data as jdata
+from jnas.ops import xla_cpu
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
 from jnas.runner.progress import Progress
 from jnas.runner.train_step import Retrainer, create_optimizer
@@ -142,8 +143,10 @@ class _Steps:
             )
             self.eval = jax.pmap(trainer.eval_step, axis_name=AXIS)
         else:
-            self.step = jax.jit(trainer.step, donate_argnums=0)
-            self.eval = jax.jit(trainer.eval_step)
+            self.step = jax.jit(
+                trainer.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options()
+            )
+            self.eval = jax.jit(trainer.eval_step, compiler_options=xla_cpu.compiler_options())
 
     def put(self, state):
         """Replicate ``state`` over the local devices (a leading device axis) under pmap."""

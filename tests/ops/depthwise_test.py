@@ -1,4 +1,4 @@
-"""Tests for jnas.ops.depthwise: the shifted-slice impl against XLA's grouped conv."""
+"""Tests for jnas.ops.depthwise: the shifted-slice and native impls against XLA's grouped conv."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jnas.ops import native
 from jnas.ops.depthwise import depthwise_conv2d, output_size
 
 # (kernel, dilation, padding) of the DARTS ops: sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_5x5.
@@ -38,9 +39,17 @@ def _scale(a):
     return max(1.0, float(jnp.max(jnp.abs(a))))
 
 
-def _both(fn):
-    """jit(fn) for impl='shift' and impl='lax' in one program (one compile per test case)."""
-    return jax.jit(lambda *args: (fn("shift", *args), fn("lax", *args)))
+@pytest.fixture(params=["shift", "native"])
+def impl(request):
+    """The CPU formulations under test; each is compared with impl='lax'."""
+    if request.param == "native" and not native.available():
+        pytest.skip(f"native kernels unavailable: {native.build_error()}")
+    return request.param
+
+
+def _both(fn, impl):
+    """jit(fn) for `impl` and impl='lax' in one program (one compile per test case)."""
+    return jax.jit(lambda *args: (fn(impl, *args), fn("lax", *args)))
 
 
 FORWARD_CASES = list(itertools.product(DARTS_CONVS, [1, 2])) + [
@@ -52,12 +61,12 @@ FORWARD_CASES = list(itertools.product(DARTS_CONVS, [1, 2])) + [
 
 
 @pytest.mark.parametrize("kdp,stride", FORWARD_CASES)
-def test_forward_matches_lax(kdp, stride):
+def test_forward_matches_lax(kdp, stride, impl):
     k, d, p = kdp
     sizes = [(7, 8), (8, 7), (14, 14), (28, 32)] if stride == 2 else [(7, 8), (8, 7), (14, 14)]
     xs = [_inputs(i, 2, h, w, 3, k)[0] for i, (h, w) in enumerate(sizes)]
     w = _inputs(99, 1, 1, 1, 3, k)[1]
-    outs, refs = _both(lambda impl, xs, w: [_conv(impl, stride, d, p)(x, w) for x in xs])(xs, w)
+    outs, refs = _both(lambda i, xs, w: [_conv(i, stride, d, p)(x, w) for x in xs], impl)(xs, w)
     for (h, wd), out, ref in zip(sizes, outs, refs):
         assert (
             out.shape
@@ -68,7 +77,7 @@ def test_forward_matches_lax(kdp, stride):
 
 
 @pytest.mark.parametrize("kdp,stride", itertools.product(DARTS_CONVS, [1, 2]))
-def test_gradients_match_lax(kdp, stride):
+def test_gradients_match_lax(kdp, stride, impl):
     k, d, p = kdp
     x, w = _inputs(7, 2, 8, 7, 3, k)
     g = jax.random.normal(jax.random.PRNGKey(1), _conv("lax", stride, d, p)(x, w).shape)
@@ -77,7 +86,7 @@ def test_gradients_match_lax(kdp, stride):
         loss = lambda x, w: jnp.sum(jnp.sin(_conv(impl, stride, d, p)(x, w)) * g)
         return jax.grad(loss, argnums=(0, 1))(x, w)
 
-    (dx, dw), (dx_ref, dw_ref) = _both(grads)(x, w)
+    (dx, dw), (dx_ref, dw_ref) = _both(grads, impl)(x, w)
     _close(dx, dx_ref, _scale(dx_ref))
     _close(dw, dw_ref, _scale(dw_ref))
 
@@ -85,7 +94,7 @@ def test_gradients_match_lax(kdp, stride):
 @pytest.mark.parametrize(
     "kdp,stride", [((3, 1, 1), 1), ((5, 1, 2), 1), ((3, 2, 2), 1), ((5, 2, 4), 2)]
 )
-def test_second_order_matches_lax(kdp, stride):
+def test_second_order_matches_lax(kdp, stride, impl):
     k, d, p = kdp
     x, w = _inputs(3, 2, 8, 7, 3, k)
 
@@ -101,11 +110,11 @@ def test_second_order_matches_lax(kdp, stride):
         hw = jax.grad(lambda w: jnp.sum(jax.grad(loss, argnums=0)(x, w) ** 2))(w)
         return (*jax.grad(outer, argnums=(0, 1))(x, w), hw)
 
-    for a, b in zip(*_both(second)(x, w)):
+    for a, b in zip(*_both(second, impl)(x, w)):
         _close(a, b, _scale(b))
 
 
-def test_darts_unrolled_step_matches_lax():
+def test_darts_unrolled_step_matches_lax(impl):
     """grad wrt w of the val loss after one SGD step on w (DARTS 2nd order, w as the 'arch')."""
     x, w = _inputs(5, 2, 8, 8, 4, 5)
     xv = jax.random.normal(jax.random.PRNGKey(9), x.shape)
@@ -116,12 +125,12 @@ def test_darts_unrolled_step_matches_lax():
         val = lambda w: jnp.mean(jnp.tanh(conv(xv, w)) ** 2)
         return jax.grad(lambda w: val(w - 0.5 * jax.grad(train)(w)))(w)
 
-    out, ref = _both(hyper)(w)
+    out, ref = _both(hyper, impl)(w)
     _close(out, ref, _scale(ref))
 
 
 @pytest.mark.parametrize("kdp,stride", [((5, 2, 4), 2)])
-def test_vmap_over_edges_and_jit(kdp, stride):
+def test_vmap_over_edges_and_jit(kdp, stride, impl):
     k, d, p = kdp
     e = 3
     kx, kw = jax.random.split(jax.random.PRNGKey(11))
@@ -137,7 +146,7 @@ def test_vmap_over_edges_and_jit(kdp, stride):
             res += [conv(x, ww), *jax.grad(loss, (0, 1))(x, ww), jax.grad(outer)(ww)]
         return res
 
-    outs, refs = _both(run)(x, w)
+    outs, refs = _both(run, impl)(x, w)
     for a, b in zip(outs, refs):
         _close(a, b, _scale(b))
     # The batched op equals the per-edge op.
@@ -146,16 +155,16 @@ def test_vmap_over_edges_and_jit(kdp, stride):
         _close(outs[0][i], jax.jit(_conv("lax", stride, d, p))(x[i], w[i]))
 
 
-def test_default_padding_is_same_for_stride_one():
+def test_default_padding_is_same_for_stride_one(impl):
     x, w = _inputs(0, 1, 9, 10, 2, 5)
 
     def f(impl, x, w):
-        pads = [None, None] if impl == "shift" else [2, 4]
+        pads = [None, None] if impl != "lax" else [2, 4]
         return [
             depthwise_conv2d(x, w, dilation=d, padding=p, impl=impl) for d, p in zip((1, 2), pads)
         ]
 
-    for out, ref in zip(*_both(f)(x, w)):
+    for out, ref in zip(*_both(f, impl)(x, w)):
         assert out.shape == x.shape
         _close(out, ref)
 
@@ -172,11 +181,52 @@ def test_shift_impl_uses_custom_vjp_and_no_library_conv():
 
 def test_auto_follows_backend():
     x, w = _inputs(0, 1, 8, 8, 2, 3)
-    jaxpr = str(jax.make_jaxpr(_conv("auto", 1, 1, 1))(x, w))
+    conv = _conv("auto", 1, 1, 1)
+    jaxpr = str(jax.make_jaxpr(conv)(x, w))
     if jax.default_backend() == "cpu":
         assert "custom_vjp_call" in jaxpr and "conv_general_dilated" not in jaxpr
+        # The native kernels where they build, forward and backward.
+        grad_jaxpr = str(jax.make_jaxpr(jax.grad(lambda w: jnp.sum(conv(x, w) ** 2)))(w))
+        uses_native = "jnas_dw_conv" in jaxpr and "jnas_dw_wgrad" in grad_jaxpr
+        assert uses_native == native.available()
     else:
         assert "conv_general_dilated" in jaxpr
+
+
+def test_native_kernels_can_be_turned_off(monkeypatch, tmp_path):
+    """JNAS_NATIVE=0 (or no compiler) falls back to the XLA formulation with a reason."""
+    was_available = native.available()
+    try:
+        monkeypatch.setenv("JNAS_NATIVE", "0")
+        native.available.cache_clear()
+        assert not native.available()
+        assert "JNAS_NATIVE=0" in native.build_error()
+        x, w = _inputs(0, 1, 8, 8, 2, 3)
+        jaxpr = str(jax.make_jaxpr(_conv("auto", 1, 1, 1))(x, w))
+        assert "custom_vjp_call" in jaxpr and "jnas_dw" not in jaxpr
+        with pytest.raises(RuntimeError, match="JNAS_NATIVE=0"):
+            depthwise_conv2d(x, w, impl="native")
+        monkeypatch.setenv("JNAS_NATIVE", "1")
+        monkeypatch.setenv("CXX", "/bin/false")
+        monkeypatch.setenv("JNAS_NATIVE_CACHE", str(tmp_path))
+        native.available.cache_clear()
+        assert not native.available()
+        assert native.build_error()
+    finally:
+        monkeypatch.undo()
+        native.available.cache_clear()
+        assert native.available() == was_available
+
+
+def test_native_rejects_other_dtypes():
+    if not native.available():
+        pytest.skip(f"native kernels unavailable: {native.build_error()}")
+    x, w = _inputs(0, 1, 8, 8, 2, 3)
+    with pytest.raises(ValueError, match="float32"):
+        depthwise_conv2d(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), impl="native")
+    # "auto" picks the XLA formulation for them instead.
+    out = depthwise_conv2d(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+    assert out.dtype == jnp.bfloat16
 
 
 def test_bad_arguments():
