@@ -39,9 +39,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.stem_multiplier = 3
     config.model.primitives = DARTS_PRIMITIVES
     # Edges one by one (False) or the edges leaving a state as one vmapped group (True). On the
-    # CPU one by one is faster and lighter (benchmarks/search_step.py, this network, batch 16:
-    # 4.1 s and 1.5 GB of XLA buffers vs 6.4 s and 5.4 GB), because XLA sums the vmapped
-    # input gradients in one reduction fusion that materialises every depthwise tap.
+    # CPU one by one is faster and lighter (benchmarks/search_step.py, this network, batch 16,
+    # before the native depthwise kernels: 4.1 s and 1.5 GB of XLA buffers vs 6.4 s and
+    # 5.4 GB), because XLA sums the vmapped input gradients in one reduction fusion that
+    # materialises every depthwise tap.
     config.model.vmap_edges = False
     config.model.remat = False  # rematerialise each cell (less memory, more compute)
 

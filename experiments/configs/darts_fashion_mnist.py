@@ -9,8 +9,8 @@ Reads Fashion-MNIST offline from Debian's `dataset-fashion-mnist` package (or tf
    supernet on 2x1,280 training images (the search-train and search-val halves), batch 32,
    2 epochs (80 steps), then the genotype is derived as in the paper.
 2. Retraining (``config.retrain``, an evaluation config as for ``experiments.train``): the
-   derived cell in a 5-cell, C=12 evaluation network, trained from scratch for one epoch on
-   50,000 of the 60,000 training images (390 steps at batch 128, SGD momentum 0.9, cosine lr from 0.1,
+   derived cell in a 5-cell, C=12 evaluation network, trained from scratch for two epochs on
+   40,000 of the 60,000 training images (624 steps at batch 128, SGD momentum 0.9, cosine lr from 0.1,
    no augmentation: a short budget learns faster without it), then tested on the 10,000 test
    images.
 
@@ -28,14 +28,14 @@ def retrain_config():
     config = eval_fashion_mnist.get_config()
     config.enabled = True
     config.genotype = "search"  # replaced by the found genotype
-    config.data.limit = 50_000  # of the 60,000 training images
+    config.data.limit = 40_000  # of the 60,000 training images
     config.data.cutout_length = 0
     config.data.crop_padding = 0
     config.data.flip = False
     config.model.C = 12
     config.model.layers = 5
     config.optim.lr = 0.1
-    config.train.epochs = 1
+    config.train.epochs = 2  # the cosine's second half lifts test accuracy most
     config.train.batch_size = 128
     config.train.eval_batch_size = 500
     config.checkpoint_every_steps = 100
