@@ -57,7 +57,8 @@ def test_search_then_retrain_the_found_cell(tmp_path, fake_fmnist_dir):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         assert f.read() == search_rows  # the finished search did not run again
     retrain = summary["retrain"]
-    assert retrain["steps"] == 4
+    epochs = darts_fashion_mnist.get_config().retrain.train.epochs
+    assert retrain["steps"] == 4 * epochs  # max_steps_per_epoch x the config's epochs
     assert 0.0 <= retrain["test_acc"] <= 1.0
     # The retrained network is the searched cell.
     with open(os.path.join(workdir, "genotype.txt")) as f:
