@@ -1,4 +1,4 @@
-"""Benchmark `jnas.ops.depthwise.depthwise_conv2d`: impl="lax" vs impl="shift".
+"""Benchmark `jnas.ops.depthwise.depthwise_conv2d`: impl="lax" vs impl="shift" (or "native").
 
 For each (shape, kernel, stride, dilation) it prints the median wall time of the jitted forward
 and forward+backward (input and weight gradients) and the compile seconds of each program, for
@@ -76,7 +76,9 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES, help="HxC, e.g. 32x16")
     ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, help="k,stride,dilation")
-    ap.add_argument("--impls", nargs="+", default=["lax", "shift"], choices=["lax", "shift"])
+    ap.add_argument(
+        "--impls", nargs="+", default=["lax", "shift"], choices=["lax", "shift", "native"]
+    )
     ap.add_argument("--reps", type=int, default=7, help="timed runs (median is reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument(
