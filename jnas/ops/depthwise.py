@@ -211,9 +211,7 @@ def _shift_conv(
     x, w, stride: int, dil: int, lhs_dil: int, pads: tuple[_Pad, _Pad], native: bool = False
 ):
     xd = _dilate_pad(x, pads, lhs_dil)
-    import os
-
-    if native and os.environ.get("JNAS_NATIVE_CONV", "1") == "1":
+    if native:
         return _native.dw_conv(xd, w, stride, dil)
     return _conv_valid(xd, w, stride, dil)
 

@@ -178,20 +178,16 @@ ffi::Error DwWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JnasDwConv, DwConvImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
-                                  .Attr<int64_t>("dilation"));
+// Both kernels: (x, second operand) -> result, with the stride and dilation as attributes.
+static auto Binding() {
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::ThreadPool>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::F32>>()
+      .Attr<int64_t>("stride")
+      .Attr<int64_t>("dilation");
+}
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JnasDwWgrad, DwWgradImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
-                                  .Attr<int64_t>("dilation"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JnasDwConv, DwConvImpl, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JnasDwWgrad, DwWgradImpl, Binding());
