@@ -210,6 +210,13 @@ def _transpose_params(n: int, k: int, stride: int, dil: int, lhs_dil: int, pad: 
 def _shift_conv(
     x, w, stride: int, dil: int, lhs_dil: int, pads: tuple[_Pad, _Pad], native: bool = False
 ):
+    if native and lhs_dil == 1:
+        # The kernel pads in place: no padded copy of x.
+        kh, kw, _ = w.shape
+        (hl, hh), (wl, wh) = pads
+        ho = _valid_len(x.shape[1] + hl + hh, kh, stride, dil)
+        wo = _valid_len(x.shape[2] + wl + wh, kw, stride, dil)
+        return _native.dw_conv(x, w, stride, dil, (hl, wl), (ho, wo))
     xd = _dilate_pad(x, pads, lhs_dil)
     if native:
         return _native.dw_conv(xd, w, stride, dil)
@@ -228,35 +235,41 @@ def _shift_conv_bwd(stride, dil, lhs_dil, pads, native, res, dy):
         _transpose_params(x.shape[2], kw, stride, dil, lhs_dil, pads[1]),
     )
     dx = _shift_conv(dy, w[::-1, ::-1], lhs_dil, dil, stride, pads_t, native)
-    dw = _shift_wgrad(_dilate_pad(x, pads, lhs_dil), dy, kh, kw, stride, dil, native)
+    if lhs_dil == 1:
+        dw = _shift_wgrad(x, dy, kh, kw, stride, dil, pads, native)
+    else:
+        xd = _dilate_pad(x, pads, lhs_dil)
+        dw = _shift_wgrad(xd, dy, kh, kw, stride, dil, ((0, 0), (0, 0)), native)
     return dx, dw
 
 
 _shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
-def _shift_wgrad(xd, dy, kh: int, kw: int, stride: int, dil: int, native: bool = False):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
+def _shift_wgrad(
+    x, dy, kh: int, kw: int, stride: int, dil: int, pads: tuple[_Pad, _Pad], native: bool = False
+):
+    """The weight gradient of a conv of ``x`` zero-padded by ``pads`` (no interior dilation)."""
     if native:
-        return _native.dw_wgrad(xd, dy, kh, kw, stride, dil)
-    return _wgrad_valid(xd, dy, kh, kw, stride, dil)
+        return _native.dw_wgrad(x, dy, kh, kw, stride, dil, (pads[0][0], pads[1][0]))
+    return _wgrad_valid(_dilate_pad(x, pads, 1), dy, kh, kw, stride, dil)
 
 
-def _shift_wgrad_fwd(xd, dy, kh, kw, stride, dil, native):
-    return _shift_wgrad(xd, dy, kh, kw, stride, dil, native), (xd, dy)
+def _shift_wgrad_fwd(x, dy, kh, kw, stride, dil, pads, native):
+    return _shift_wgrad(x, dy, kh, kw, stride, dil, pads, native), (x, dy)
 
 
-def _shift_wgrad_bwd(kh, kw, stride, dil, native, res, g):
-    # The weight gradient is bilinear in (xd, dy): its VJP is a transposed conv and a conv.
-    xd, dy = res
-    nopad = ((0, 0), (0, 0))
+def _shift_wgrad_bwd(kh, kw, stride, dil, pads, native, res, g):
+    # The weight gradient is bilinear in (x, dy): its VJP is a transposed conv and a conv.
+    x, dy = res
     pads_t = (
-        _transpose_params(xd.shape[1], kh, stride, dil, 1, (0, 0)),
-        _transpose_params(xd.shape[2], kw, stride, dil, 1, (0, 0)),
+        _transpose_params(x.shape[1], kh, stride, dil, 1, pads[0]),
+        _transpose_params(x.shape[2], kw, stride, dil, 1, pads[1]),
     )
-    dxd = _shift_conv(dy, g[::-1, ::-1], 1, dil, stride, pads_t, native)
-    ddy = _shift_conv(xd, g, stride, dil, 1, nopad, native)
-    return dxd, ddy
+    dx = _shift_conv(dy, g[::-1, ::-1], 1, dil, stride, pads_t, native)
+    ddy = _shift_conv(x, g, stride, dil, 1, pads, native)
+    return dx, ddy
 
 
 _shift_wgrad.defvjp(_shift_wgrad_fwd, _shift_wgrad_bwd)

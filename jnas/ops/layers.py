@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jnas.ops.batchnorm import BatchNorm
 from jnas.ops.depthwise import depthwise_conv2d
 
 # torch.nn.Conv2d / nn.Linear default init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
@@ -96,8 +97,11 @@ class Dense(nn.Module):
         return x @ kernel + bias
 
 
-def batch_norm(affine: bool, axis_name: str | None, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(affine: bool, axis_name: str | None, name: str | None = None) -> BatchNorm:
     """PyTorch-equivalent ``BatchNorm2d`` (momentum 0.1, eps 1e-5) over NHWC.
+
+    A ``flax.linen.BatchNorm`` (same variables and statistics) that runs on native kernels on
+    CPU (:mod:`jnas.ops.batchnorm`).
 
     Args:
       affine: learn a scale and bias (False during DARTS search).
@@ -105,7 +109,7 @@ def batch_norm(affine: bool, axis_name: str | None, name: str | None = None) -> 
         a data-parallel step equals a single-device step on the global batch.
       name: the module name.
     """
-    return nn.BatchNorm(
+    return BatchNorm(
         momentum=0.9,
         epsilon=1e-5,
         use_scale=affine,

@@ -1,18 +1,29 @@
 """Native CPU kernels (XLA FFI custom calls), compiled on first use.
 
 XLA's CPU backend emits slow code for the per-tap loops of depthwise convolutions (the weight
-gradient above all: a column reduction per tap, 5-10x below memory bandwidth). The kernels in
-``depthwise.cc`` read each input once. They are C++ built against the XLA FFI headers that ship
+gradient above all: a column reduction per tap, 5-10x below memory bandwidth) and for batch
+norm's per-channel broadcasts and reductions (about a fifth of memory bandwidth). The kernels in
+``depthwise.cc`` and ``batchnorm.cc`` read each input once per pass. They are C++ built against
+the XLA FFI headers that ship
 with jaxlib, on first use, with the machine's C++ compiler (``g++ -O3 -march=native``), and
 cached under ``$JNAS_NATIVE_CACHE`` (default ``~/.cache/jnas/native``), keyed by the source,
 the compiler, jaxlib and the CPU's feature flags. Where no compiler is found, the build fails,
 or ``JNAS_NATIVE=0`` is set, :func:`available` is False and callers use their pure-XLA path
 (same results to float rounding; slower).
 
-Targets (CPU, float32, NHWC; the input already padded by the caller):
+Depthwise targets (CPU, float32, NHWC; ``xd`` is the input zero-padded by (top, left) =
+(pt, pl) attributes, read in place, and as far below and right as the output's size needs):
 
 * ``jnas_dw_conv``:  ``y[b,o,p,c] = sum_{i,j} xd[b, o*s+i*d, p*s+j*d, c] * w[i,j,c]``
 * ``jnas_dw_wgrad``: ``dw[i,j,c] = sum_{b,o,p} xd[b, o*s+i*d, p*s+j*d, c] * dy[b,o,p,c]``
+
+Batch-norm targets (CPU, float32, channels last; per-channel means over all other axes of one
+instance, see :mod:`jnas.ops.batchnorm`):
+
+* ``jnas_bn_stats``: ``x -> (E x, E x^2)``
+* ``jnas_bn_dsums``: ``(u, x) -> (E u, E u*x)``
+* ``jnas_bn_affine``: ``(x, a, b) -> a*x + b``
+* ``jnas_bn_affine2``: ``(u, v, p, q, r) -> p*u + q*v + r``
 """
 
 from __future__ import annotations
@@ -30,10 +41,26 @@ from pathlib import Path
 import jax
 import numpy as np
 
-__all__ = ["available", "build_error", "dw_conv", "dw_wgrad"]
+__all__ = [
+    "available",
+    "bn_affine",
+    "bn_affine2",
+    "bn_dsums",
+    "bn_stats",
+    "build_error",
+    "dw_conv",
+    "dw_wgrad",
+]
 
-_SRC = Path(__file__).with_name("depthwise.cc")
-_TARGETS = {"jnas_dw_conv": "JnasDwConv", "jnas_dw_wgrad": "JnasDwWgrad"}
+_SRCS = tuple(Path(__file__).with_name(f) for f in ("depthwise.cc", "batchnorm.cc"))
+_TARGETS = {
+    "jnas_dw_conv": "JnasDwConv",
+    "jnas_dw_wgrad": "JnasDwWgrad",
+    "jnas_bn_stats": "JnasBnStats",
+    "jnas_bn_dsums": "JnasBnDsums",
+    "jnas_bn_affine": "JnasBnAffine",
+    "jnas_bn_affine2": "JnasBnAffine2",
+}
 _error: str | None = None
 
 
@@ -61,17 +88,19 @@ def _build(cxx: str) -> Path:
 
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
-        "\0".join([_SRC.read_text(), version, jaxlib.__version__, _cpu_flags()]).encode()
+        "\0".join(
+            [*(src.read_text() for src in _SRCS), version, jaxlib.__version__, _cpu_flags()]
+        ).encode()
     ).hexdigest()[:16]
     cache = Path(os.environ.get("JNAS_NATIVE_CACHE", Path.home() / ".cache" / "jnas" / "native"))
-    lib = cache / f"jnas_depthwise_{key}.so"
+    lib = cache / f"jnas_native_{key}.so"
     if lib.exists():
         return lib
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         out = Path(tmp) / lib.name
         cmd = [cxx, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w"]
-        cmd += ["-I", jax.ffi.include_dir(), str(_SRC), "-o", str(out)]
+        cmd += ["-I", jax.ffi.include_dir(), *map(str, _SRCS), "-o", str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             errors = [ln for ln in proc.stderr.splitlines() if "error" in ln] or [proc.stderr]
@@ -109,27 +138,100 @@ def build_error() -> str | None:
     return _error
 
 
-def dw_conv(xd: jax.Array, w: jax.Array, stride: int, dilation: int) -> jax.Array:
-    """Valid, strided, dilated depthwise correlation of the padded input ``xd`` with ``w``."""
-    b, hd, wd, c = xd.shape
+def dw_conv(
+    x: jax.Array,
+    w: jax.Array,
+    stride: int,
+    dilation: int,
+    pad: tuple[int, int] = (0, 0),
+    out_hw: tuple[int, int] | None = None,
+) -> jax.Array:
+    """Strided, dilated depthwise correlation of ``x`` zero-padded by ``pad`` = (top, left).
+
+    ``out_hw`` (default: no padding below and right) sets the output's size and so the
+    bottom and right padding; negative padding crops.
+    """
+    b, h, wd, c = x.shape
     kh, kw, _ = w.shape
-    ho = (hd - dilation * (kh - 1) - 1) // stride + 1
-    wo = (wd - dilation * (kw - 1) - 1) // stride + 1
+    if out_hw is None:
+        out_hw = (
+            (h + pad[0] - dilation * (kh - 1) - 1) // stride + 1,
+            (wd + pad[1] - dilation * (kw - 1) - 1) // stride + 1,
+        )
     call = jax.ffi.ffi_call(
         "jnas_dw_conv",
-        jax.ShapeDtypeStruct((b, ho, wo, c), xd.dtype),
+        jax.ShapeDtypeStruct((b, *out_hw, c), x.dtype),
         vmap_method="sequential",
     )
-    return call(xd, w, stride=np.int64(stride), dilation=np.int64(dilation))
+    return call(
+        x,
+        w,
+        stride=np.int64(stride),
+        dilation=np.int64(dilation),
+        pad_top=np.int64(pad[0]),
+        pad_left=np.int64(pad[1]),
+    )
 
 
 def dw_wgrad(
-    xd: jax.Array, dy: jax.Array, kh: int, kw: int, stride: int, dilation: int
+    x: jax.Array,
+    dy: jax.Array,
+    kh: int,
+    kw: int,
+    stride: int,
+    dilation: int,
+    pad: tuple[int, int] = (0, 0),
 ) -> jax.Array:
-    """``dw[i,j,c] = sum_{b,o,p} xd[b, o*s+i*d, p*s+j*d, c] * dy[b,o,p,c]``."""
+    """``dw[i,j,c] = sum_{b,o,p} xp[b, o*s+i*d, p*s+j*d, c] * dy[b,o,p,c]``, ``xp`` = ``x``
+    zero-padded by ``pad`` = (top, left)."""
     call = jax.ffi.ffi_call(
         "jnas_dw_wgrad",
-        jax.ShapeDtypeStruct((kh, kw, xd.shape[-1]), xd.dtype),
+        jax.ShapeDtypeStruct((kh, kw, x.shape[-1]), x.dtype),
         vmap_method="sequential",
     )
-    return call(xd, dy, stride=np.int64(stride), dilation=np.int64(dilation))
+    return call(
+        x,
+        dy,
+        stride=np.int64(stride),
+        dilation=np.int64(dilation),
+        pad_top=np.int64(pad[0]),
+        pad_left=np.int64(pad[1]),
+    )
+
+
+def _per_channel(x: jax.Array, n: int = 1):
+    shape = jax.ShapeDtypeStruct(x.shape[-1:], x.dtype)
+    return shape if n == 1 else (shape,) * n
+
+
+# The kernels treat axes before the instance's ``rank`` trailing axes (added by vmap) as
+# independent groups, so a vmapped call is one kernel call over all groups ("broadcast_all":
+# every operand gets the batch axis).
+
+
+def bn_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-channel ``(mean(x), mean(x**2))`` over all axes but the last."""
+    call = jax.ffi.ffi_call("jnas_bn_stats", _per_channel(x, 2), vmap_method="broadcast_all")
+    return call(x, rank=np.int64(x.ndim))
+
+
+def bn_dsums(u: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-channel ``(mean(u), mean(u * x))`` over all axes but the last."""
+    call = jax.ffi.ffi_call("jnas_bn_dsums", _per_channel(u, 2), vmap_method="broadcast_all")
+    return call(u, x, rank=np.int64(u.ndim))
+
+
+def bn_affine(x: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a * x + b`` with per-channel ``a`` and ``b`` (shape ``[C]``)."""
+    call = jax.ffi.ffi_call(
+        "jnas_bn_affine", jax.ShapeDtypeStruct(x.shape, x.dtype), vmap_method="broadcast_all"
+    )
+    return call(x, a, b, rank=np.int64(x.ndim))
+
+
+def bn_affine2(u, v, p, q, r) -> jax.Array:
+    """``p * u + q * v + r`` with per-channel ``p``, ``q`` and ``r`` (shape ``[C]``)."""
+    call = jax.ffi.ffi_call(
+        "jnas_bn_affine2", jax.ShapeDtypeStruct(u.shape, u.dtype), vmap_method="broadcast_all"
+    )
+    return call(u, v, p, q, r, rank=np.int64(u.ndim))

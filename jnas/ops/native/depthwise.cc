@@ -6,10 +6,12 @@
 // convolution (and above all for its weight gradient, a column reduction per tap) runs 5-10x
 // below the machine's memory bandwidth; these loops read each input once.
 //
-// Both kernels take the input already padded (and interior-dilated) by XLA, NHWC, float32:
-//   jnas_dw_conv:  y[b,o,p,c]   = sum_{i,j} xd[b, o*s + i*d, p*s + j*d, c] * w[i,j,c]
-//   jnas_dw_wgrad: dw[i,j,c]    = sum_{b,o,p} xd[b, o*s + i*d, p*s + j*d, c] * dy[b,o,p,c]
-// Work is split over (batch, output row) and run on XLA's intra-op thread pool.
+// Both kernels read x (NHWC, float32) as if zero-padded by (pt, pl) above and left (the
+// output's size sets the padding below and right; negative padding crops):
+//   jnas_dw_conv:  y[b,o,p,c] = sum_{i,j} x[b, o*s + i*d - pt, p*s + j*d - pl, c] * w[i,j,c]
+//   jnas_dw_wgrad: dw[i,j,c]  = sum_{b,o,p} x[b, o*s + i*d - pt, p*s + j*d - pl, c] * dy[b,o,p,c]
+// with x = 0 outside its bounds; interior dilation (a strided conv's input gradient) is done
+// by the caller. Work is split over (batch, output row) and run on XLA's intra-op thread pool.
 
 #include <algorithm>
 #include <atomic>
@@ -64,29 +66,43 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& body) {
 }
 
 struct Geometry {
-  int64_t b, hd, wd, c, ho, wo, kh, kw, s, d;
+  int64_t b, h, w, c, ho, wo, kh, kw, s, d, pt, pl;
 };
 
+// The range [p0, p1) of output columns p whose input column p*s + off lies in [0, w).
+inline void ValidCols(const Geometry& g, int64_t off, int64_t* p0, int64_t* p1) {
+  *p0 = off >= 0 ? 0 : (-off + g.s - 1) / g.s;
+  *p1 = off >= g.w ? 0 : std::min<int64_t>(g.wo, (g.w - 1 - off) / g.s + 1);
+}
+
 // y[b,o,:,:] for one (b, o): the row of outputs, accumulated tap by tap in L1.
-void ConvRow(const float* xd, const float* w, float* y, const Geometry& g, int64_t b,
-             int64_t o, const float* wtile) {
+void ConvRow(const float* x, const float* w, float* y, const Geometry& g, int64_t b, int64_t o,
+             const float* wtile) {
   const int64_t c = g.c, wo = g.wo, row = wo * c;
   float* out = y + ((b * g.ho + o) * wo) * c;
   std::memset(out, 0, sizeof(float) * row);
   for (int64_t i = 0; i < g.kh; ++i) {
-    const float* xrow = xd + ((b * g.hd + o * g.s + i * g.d) * g.wd) * c;
+    const int64_t r = o * g.s + i * g.d - g.pt;
+    if (r < 0 || r >= g.h) continue;
+    const float* xrow = x + ((b * g.h + r) * g.w) * c;
     for (int64_t j = 0; j < g.kw; ++j) {
-      const float* xs = xrow + j * g.d * c;
+      const int64_t off = j * g.d - g.pl;
+      int64_t p0, p1;
+      ValidCols(g, off, &p0, &p1);
+      if (p0 >= p1) continue;
+      const float* xs = xrow + (p0 * g.s + off) * c;
+      float* op = out + p0 * c;
       if (g.s == 1) {
         // Contiguous over (p, c): one FMA stream against the weights tiled along p.
-        const float* wt = wtile + (i * g.kw + j) * row;
-        for (int64_t q = 0; q < row; ++q) out[q] += xs[q] * wt[q];
+        const float* wt = wtile + (i * g.kw + j) * row + p0 * c;
+        const int64_t n = (p1 - p0) * c;
+        for (int64_t q = 0; q < n; ++q) op[q] += xs[q] * wt[q];
       } else {
         const float* wij = w + (i * g.kw + j) * c;
-        for (int64_t p = 0; p < wo; ++p) {
+        for (int64_t p = 0; p < p1 - p0; ++p) {
           const float* xp = xs + p * g.s * c;
-          float* op = out + p * c;
-          for (int64_t ch = 0; ch < c; ++ch) op[ch] += xp[ch] * wij[ch];
+          float* opp = op + p * c;
+          for (int64_t ch = 0; ch < c; ++ch) opp[ch] += xp[ch] * wij[ch];
         }
       }
     }
@@ -94,11 +110,14 @@ void ConvRow(const float* xd, const float* w, float* y, const Geometry& g, int64
 }
 
 ffi::Error DwConvImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
-                      ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t dilation) {
+                      ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t dilation,
+                      int64_t pad_top, int64_t pad_left) {
   auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
-  if (xd.size() != 4 || wd.size() != 3 || yd.size() != 4 || wd[2] != xd[3] || yd[3] != xd[3])
+  if (xd.size() != 4 || wd.size() != 3 || yd.size() != 4 || wd[2] != xd[3] || yd[3] != xd[3] ||
+      yd[0] != xd[0] || stride < 1 || dilation < 1)
     return ffi::Error::InvalidArgument("jnas_dw_conv: bad shapes");
-  Geometry g{xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], wd[0], wd[1], stride, dilation};
+  Geometry g{xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], wd[0], wd[1],
+             stride, dilation, pad_top, pad_left};
   const float* xp = x.typed_data();
   const float* wp = w.typed_data();
   float* yp = y->typed_data();
@@ -121,12 +140,14 @@ ffi::Error DwConvImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
 }
 
 ffi::Error DwWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
-                       ffi::ResultBuffer<ffi::F32> dw, int64_t stride, int64_t dilation) {
+                       ffi::ResultBuffer<ffi::F32> dw, int64_t stride, int64_t dilation,
+                       int64_t pad_top, int64_t pad_left) {
   auto xd = x.dimensions(), dd = dy.dimensions(), wd = dw->dimensions();
   if (xd.size() != 4 || dd.size() != 4 || wd.size() != 3 || dd[3] != xd[3] || wd[2] != xd[3] ||
-      dd[0] != xd[0])
+      dd[0] != xd[0] || stride < 1 || dilation < 1)
     return ffi::Error::InvalidArgument("jnas_dw_wgrad: bad shapes");
-  Geometry g{xd[0], xd[1], xd[2], xd[3], dd[1], dd[2], wd[0], wd[1], stride, dilation};
+  Geometry g{xd[0], xd[1], xd[2], xd[3], dd[1], dd[2], wd[0], wd[1],
+             stride, dilation, pad_top, pad_left};
   const float* xp = x.typed_data();
   const float* dp = dy.typed_data();
   const int64_t c = g.c, wo = g.wo, row = wo * c, taps = g.kh * g.kw;
@@ -137,20 +158,29 @@ ffi::Error DwWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
   std::vector<float> acc(chunks * taps * acc_len, 0.0f);
   ParallelFor(pool, chunks, [&](int64_t k) {
     float* a = &acc[k * taps * acc_len];
-    for (int64_t r = rows * k / chunks; r < rows * (k + 1) / chunks; ++r) {
-      const int64_t b = r / g.ho, o = r % g.ho;
+    for (int64_t rr = rows * k / chunks; rr < rows * (k + 1) / chunks; ++rr) {
+      const int64_t b = rr / g.ho, o = rr % g.ho;
       const float* drow = dp + ((b * g.ho + o) * wo) * c;
       for (int64_t i = 0; i < g.kh; ++i) {
-        const float* xrow = xp + ((b * g.hd + o * g.s + i * g.d) * g.wd) * c;
+        const int64_t r = o * g.s + i * g.d - g.pt;
+        if (r < 0 || r >= g.h) continue;
+        const float* xrow = xp + ((b * g.h + r) * g.w) * c;
         for (int64_t j = 0; j < g.kw; ++j) {
-          const float* xs = xrow + j * g.d * c;
+          const int64_t off = j * g.d - g.pl;
+          int64_t p0, p1;
+          ValidCols(g, off, &p0, &p1);
+          if (p0 >= p1) continue;
+          const float* xs = xrow + (p0 * g.s + off) * c;
+          const float* ds = drow + p0 * c;
           float* at = a + (i * g.kw + j) * acc_len;
           if (g.s == 1) {
-            for (int64_t q = 0; q < row; ++q) at[q] += xs[q] * drow[q];
+            float* atp = at + p0 * c;
+            const int64_t n = (p1 - p0) * c;
+            for (int64_t q = 0; q < n; ++q) atp[q] += xs[q] * ds[q];
           } else {
-            for (int64_t p = 0; p < wo; ++p) {
+            for (int64_t p = 0; p < p1 - p0; ++p) {
               const float* xq = xs + p * g.s * c;
-              const float* dq = drow + p * c;
+              const float* dq = ds + p * c;
               for (int64_t ch = 0; ch < c; ++ch) at[ch] += xq[ch] * dq[ch];
             }
           }
@@ -178,7 +208,7 @@ ffi::Error DwWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
 
 }  // namespace
 
-// Both kernels: (x, second operand) -> result, with the stride and dilation as attributes.
+// Both kernels: (x, second operand) -> result; stride, dilation and top/left padding attributes.
 static auto Binding() {
   return ffi::Ffi::Bind()
       .Ctx<ffi::ThreadPool>()
@@ -186,7 +216,9 @@ static auto Binding() {
       .Arg<ffi::Buffer<ffi::F32>>()
       .Ret<ffi::Buffer<ffi::F32>>()
       .Attr<int64_t>("stride")
-      .Attr<int64_t>("dilation");
+      .Attr<int64_t>("dilation")
+      .Attr<int64_t>("pad_top")
+      .Attr<int64_t>("pad_left");
 }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JnasDwConv, DwConvImpl, Binding());
