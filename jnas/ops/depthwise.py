@@ -206,28 +206,37 @@ def _transpose_params(n: int, k: int, stride: int, dil: int, lhs_dil: int, pad: 
     return (lo_t, hi_t)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
 def _shift_conv(
-    x, w, stride: int, dil: int, lhs_dil: int, pads: tuple[_Pad, _Pad], native: bool = False
+    x,
+    w,
+    stride: int,
+    dil: int,
+    lhs_dil: int,
+    pads: tuple[_Pad, _Pad],
+    native: bool = False,
+    relu: bool = False,
 ):
+    """The conv of ``x`` (``max(x, 0)`` with ``relu``: native kernels, ``lhs_dil`` 1 only)."""
     if native and lhs_dil == 1:
-        # The kernel pads in place: no padded copy of x.
+        # The kernel pads (and applies the ReLU) in place: no padded copy of x.
         kh, kw, _ = w.shape
         (hl, hh), (wl, wh) = pads
         ho = _valid_len(x.shape[1] + hl + hh, kh, stride, dil)
         wo = _valid_len(x.shape[2] + wl + wh, kw, stride, dil)
-        return _native.dw_conv(x, w, stride, dil, (hl, wl), (ho, wo))
+        return _native.dw_conv(x, w, stride, dil, (hl, wl), (ho, wo), relu)
+    assert not relu, "relu is fused into the native kernels only"
     xd = _dilate_pad(x, pads, lhs_dil)
     if native:
         return _native.dw_conv(xd, w, stride, dil)
     return _conv_valid(xd, w, stride, dil)
 
 
-def _shift_conv_fwd(x, w, stride, dil, lhs_dil, pads, native):
-    return _shift_conv(x, w, stride, dil, lhs_dil, pads, native), (x, w)
+def _shift_conv_fwd(x, w, stride, dil, lhs_dil, pads, native, relu):
+    return _shift_conv(x, w, stride, dil, lhs_dil, pads, native, relu), (x, w)
 
 
-def _shift_conv_bwd(stride, dil, lhs_dil, pads, native, res, dy):
+def _shift_conv_bwd(stride, dil, lhs_dil, pads, native, relu, res, dy):
     x, w = res
     kh, kw, _ = w.shape
     pads_t = (
@@ -235,8 +244,10 @@ def _shift_conv_bwd(stride, dil, lhs_dil, pads, native, res, dy):
         _transpose_params(x.shape[2], kw, stride, dil, lhs_dil, pads[1]),
     )
     dx = _shift_conv(dy, w[::-1, ::-1], lhs_dil, dil, stride, pads_t, native)
+    if relu:
+        dx = jnp.where(x > 0, dx, 0.0)
     if lhs_dil == 1:
-        dw = _shift_wgrad(x, dy, kh, kw, stride, dil, pads, native)
+        dw = _shift_wgrad(x, dy, kh, kw, stride, dil, pads, native, relu)
     else:
         xd = _dilate_pad(x, pads, lhs_dil)
         dw = _shift_wgrad(xd, dy, kh, kw, stride, dil, ((0, 0), (0, 0)), native)
@@ -246,29 +257,41 @@ def _shift_conv_bwd(stride, dil, lhs_dil, pads, native, res, dy):
 _shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
 def _shift_wgrad(
-    x, dy, kh: int, kw: int, stride: int, dil: int, pads: tuple[_Pad, _Pad], native: bool = False
+    x,
+    dy,
+    kh: int,
+    kw: int,
+    stride: int,
+    dil: int,
+    pads: tuple[_Pad, _Pad],
+    native: bool = False,
+    relu: bool = False,
 ):
-    """The weight gradient of a conv of ``x`` zero-padded by ``pads`` (no interior dilation)."""
+    """The weight gradient of a conv of ``x`` (``max(x, 0)`` with ``relu``, native only)
+    zero-padded by ``pads`` (no interior dilation)."""
     if native:
-        return _native.dw_wgrad(x, dy, kh, kw, stride, dil, (pads[0][0], pads[1][0]))
+        return _native.dw_wgrad(x, dy, kh, kw, stride, dil, (pads[0][0], pads[1][0]), relu)
+    assert not relu, "relu is fused into the native kernels only"
     return _wgrad_valid(_dilate_pad(x, pads, 1), dy, kh, kw, stride, dil)
 
 
-def _shift_wgrad_fwd(x, dy, kh, kw, stride, dil, pads, native):
-    return _shift_wgrad(x, dy, kh, kw, stride, dil, pads, native), (x, dy)
+def _shift_wgrad_fwd(x, dy, kh, kw, stride, dil, pads, native, relu):
+    return _shift_wgrad(x, dy, kh, kw, stride, dil, pads, native, relu), (x, dy)
 
 
-def _shift_wgrad_bwd(kh, kw, stride, dil, pads, native, res, g):
-    # The weight gradient is bilinear in (x, dy): its VJP is a transposed conv and a conv.
+def _shift_wgrad_bwd(kh, kw, stride, dil, pads, native, relu, res, g):
+    # The weight gradient is bilinear in (relu(x), dy): its VJP is a transposed conv and a conv.
     x, dy = res
     pads_t = (
         _transpose_params(x.shape[1], kh, stride, dil, 1, pads[0]),
         _transpose_params(x.shape[2], kw, stride, dil, 1, pads[1]),
     )
     dx = _shift_conv(dy, g[::-1, ::-1], 1, dil, stride, pads_t, native)
-    ddy = _shift_conv(x, g, stride, dil, 1, pads, native)
+    if relu:
+        dx = jnp.where(x > 0, dx, 0.0)
+    ddy = _shift_conv(x, g, stride, dil, 1, pads, native, relu)
     return dx, ddy
 
 
@@ -288,6 +311,7 @@ def depthwise_conv2d(
     dilation: int = 1,
     padding: int | None = None,
     impl: str = "auto",
+    relu: bool = False,
 ):
     """Depthwise 2-D convolution (PyTorch ``Conv2d(C, C, k, groups=C, bias=False)`` semantics).
 
@@ -304,6 +328,9 @@ def depthwise_conv2d(
         :mod:`jnas.ops.native`; CPU, float32), or ``"auto"`` (on the CPU backend ``"native"``
         where the kernels build and the dtype is float32, else ``"shift"``; ``"lax"`` on
         GPU/TPU).
+      relu: convolve ``max(x, 0)`` (the ReLU in front of every DARTS depthwise conv). The
+        native kernels apply it as they read ``x`` (no ReLU'd copy; the backward masks by
+        ``x > 0`` like ``jax.nn.relu``); the other impls apply ``jax.nn.relu`` first.
 
     Returns:
       ``[B, Ho, Wo, C]`` with ``Ho = (H + 2*padding - dilation*(kh-1) - 1) // stride + 1``.
@@ -335,6 +362,8 @@ def depthwise_conv2d(
             impl = "native"
         else:
             impl = "shift"
+    if relu and impl != "native":
+        x = jax.nn.relu(x)
     if impl == "lax":
         return _lax_depthwise(x, w, stride, dilation, ph, pw)
     if impl in ("shift", "native"):
@@ -344,5 +373,6 @@ def depthwise_conv2d(
         if native and dtype != jnp.float32:
             raise ValueError(f"impl='native' supports float32 only, got {dtype}")
         x, w = x.astype(dtype), w.astype(dtype)
-        return _shift_conv(x, w, stride, dilation, 1, ((ph, ph), (pw, pw)), native)
+        pads = ((ph, ph), (pw, pw))
+        return _shift_conv(x, w, stride, dilation, 1, pads, native, relu and native)
     raise ValueError(f"unknown impl {impl!r}; expected 'auto', 'lax', 'shift' or 'native'")

@@ -59,12 +59,16 @@ class Conv2d(nn.Module):
 
 
 class DepthwiseConv2d(nn.Module):
-    """A depthwise convolution (one k x k filter per channel, ``groups=C`` in PyTorch)."""
+    """A depthwise convolution (one k x k filter per channel, ``groups=C`` in PyTorch).
+
+    ``relu_input``: convolve ``relu(x)``, fused into the conv where the backend allows.
+    """
 
     kernel_size: int
     stride: int = 1
     padding: int = 0
     dilation: int = 1
+    relu_input: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -75,7 +79,12 @@ class DepthwiseConv2d(nn.Module):
             "kernel", lambda key, s: torch_init(key, (k, k, 1, c)).reshape(s), (k, k, c)
         )
         return depthwise_conv2d(
-            x, kernel, stride=self.stride, dilation=self.dilation, padding=self.padding
+            x,
+            kernel,
+            stride=self.stride,
+            dilation=self.dilation,
+            padding=self.padding,
+            relu=self.relu_input,
         )
 
 

@@ -88,9 +88,9 @@ class DilConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        x = layers.DepthwiseConv2d(self.kernel_size, self.stride, self.padding, self.dilation)(
-            nn.relu(x)
-        )
+        x = layers.DepthwiseConv2d(
+            self.kernel_size, self.stride, self.padding, self.dilation, relu_input=True
+        )(x)
         x = layers.Conv2d(self.features, (1, 1))(x)
         return layers.batch_norm(self.affine, self.bn_axis_name)(x, use_running_average=not train)
 

@@ -114,6 +114,32 @@ def test_second_order_matches_lax(kdp, stride, impl):
         _close(a, b, _scale(b))
 
 
+@pytest.mark.parametrize("kdp,stride", [((3, 1, 1), 1), ((5, 2, 4), 1), ((3, 1, 1), 2)])
+def test_relu_input_matches_lax_of_relu(kdp, stride, impl):
+    """relu=True (fused into the native kernels) equals the conv of jax.nn.relu(x): forward,
+    gradients (masked by x > 0) and second order."""
+    k, d, p = kdp
+    x, w = _inputs(11, 2, 8, 7, 3, k)
+
+    def conv(impl):
+        if impl == "lax":
+            return lambda x, w: _conv("lax", stride, d, p)(jax.nn.relu(x), w)
+        return lambda x, w: depthwise_conv2d(
+            x, w, stride=stride, dilation=d, padding=p, impl=impl, relu=True
+        )
+
+    def all_orders(impl, x, w):
+        c = conv(impl)
+        loss = lambda x, w: jnp.sum(jnp.tanh(c(x, w)) ** 2)
+        gx, gw = jax.grad(loss, argnums=(0, 1))(x, w)
+        hw = jax.grad(lambda w: jnp.sum(jax.grad(loss, argnums=0)(x, w) ** 2))(w)
+        hx = jax.grad(lambda x: jnp.sum(jnp.sin(jax.grad(loss, argnums=1)(x, w))))(x)
+        return c(x, w), gx, gw, hw, hx
+
+    for a, b in zip(*_both(all_orders, impl)(x, w)):
+        _close(a, b, _scale(b))
+
+
 def test_darts_unrolled_step_matches_lax(impl):
     """grad wrt w of the val loss after one SGD step on w (DARTS 2nd order, w as the 'arch')."""
     x, w = _inputs(5, 2, 8, 8, 4, 5)

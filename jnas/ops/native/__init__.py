@@ -145,11 +145,12 @@ def dw_conv(
     dilation: int,
     pad: tuple[int, int] = (0, 0),
     out_hw: tuple[int, int] | None = None,
+    relu: bool = False,
 ) -> jax.Array:
     """Strided, dilated depthwise correlation of ``x`` zero-padded by ``pad`` = (top, left).
 
     ``out_hw`` (default: no padding below and right) sets the output's size and so the
-    bottom and right padding; negative padding crops.
+    bottom and right padding; negative padding crops. ``relu``: correlate ``max(x, 0)``.
     """
     b, h, wd, c = x.shape
     kh, kw, _ = w.shape
@@ -170,6 +171,7 @@ def dw_conv(
         dilation=np.int64(dilation),
         pad_top=np.int64(pad[0]),
         pad_left=np.int64(pad[1]),
+        relu=np.int64(relu),
     )
 
 
@@ -181,9 +183,10 @@ def dw_wgrad(
     stride: int,
     dilation: int,
     pad: tuple[int, int] = (0, 0),
+    relu: bool = False,
 ) -> jax.Array:
     """``dw[i,j,c] = sum_{b,o,p} xp[b, o*s+i*d, p*s+j*d, c] * dy[b,o,p,c]``, ``xp`` = ``x``
-    zero-padded by ``pad`` = (top, left)."""
+    (``max(x, 0)`` with ``relu``) zero-padded by ``pad`` = (top, left)."""
     call = jax.ffi.ffi_call(
         "jnas_dw_wgrad",
         jax.ShapeDtypeStruct((kh, kw, x.shape[-1]), x.dtype),
@@ -196,6 +199,7 @@ def dw_wgrad(
         dilation=np.int64(dilation),
         pad_top=np.int64(pad[0]),
         pad_left=np.int64(pad[1]),
+        relu=np.int64(relu),
     )
 
 

@@ -10,7 +10,8 @@
 // output's size sets the padding below and right; negative padding crops):
 //   jnas_dw_conv:  y[b,o,p,c] = sum_{i,j} x[b, o*s + i*d - pt, p*s + j*d - pl, c] * w[i,j,c]
 //   jnas_dw_wgrad: dw[i,j,c]  = sum_{b,o,p} x[b, o*s + i*d - pt, p*s + j*d - pl, c] * dy[b,o,p,c]
-// with x = 0 outside its bounds; interior dilation (a strided conv's input gradient) is done
+// with x = 0 outside its bounds, and x replaced by max(x, 0) where the relu attribute is set
+// (the ReLU that precedes every depthwise conv of the DARTS ops); interior dilation (a strided conv's input gradient) is done
 // by the caller. Work is split over (batch, output row) and run on XLA's intra-op thread pool.
 
 #include <algorithm>
@@ -69,6 +70,12 @@ struct Geometry {
   int64_t b, h, w, c, ho, wo, kh, kw, s, d, pt, pl;
 };
 
+// The input as read: max(x, 0) when the conv applies a ReLU to its input.
+template <bool kRelu>
+inline float In(float v) {
+  return kRelu ? std::max(v, 0.0f) : v;
+}
+
 // The range [p0, p1) of output columns p whose input column p*s + off lies in [0, w).
 inline void ValidCols(const Geometry& g, int64_t off, int64_t* p0, int64_t* p1) {
   *p0 = off >= 0 ? 0 : (-off + g.s - 1) / g.s;
@@ -76,6 +83,7 @@ inline void ValidCols(const Geometry& g, int64_t off, int64_t* p0, int64_t* p1) 
 }
 
 // y[b,o,:,:] for one (b, o): the row of outputs, accumulated tap by tap in L1.
+template <bool kRelu>
 void ConvRow(const float* x, const float* w, float* y, const Geometry& g, int64_t b, int64_t o,
              const float* wtile) {
   const int64_t c = g.c, wo = g.wo, row = wo * c;
@@ -96,13 +104,13 @@ void ConvRow(const float* x, const float* w, float* y, const Geometry& g, int64_
         // Contiguous over (p, c): one FMA stream against the weights tiled along p.
         const float* wt = wtile + (i * g.kw + j) * row + p0 * c;
         const int64_t n = (p1 - p0) * c;
-        for (int64_t q = 0; q < n; ++q) op[q] += xs[q] * wt[q];
+        for (int64_t q = 0; q < n; ++q) op[q] += In<kRelu>(xs[q]) * wt[q];
       } else {
         const float* wij = w + (i * g.kw + j) * c;
         for (int64_t p = 0; p < p1 - p0; ++p) {
           const float* xp = xs + p * g.s * c;
           float* opp = op + p * c;
-          for (int64_t ch = 0; ch < c; ++ch) opp[ch] += xp[ch] * wij[ch];
+          for (int64_t ch = 0; ch < c; ++ch) opp[ch] += In<kRelu>(xp[ch]) * wij[ch];
         }
       }
     }
@@ -111,7 +119,7 @@ void ConvRow(const float* x, const float* w, float* y, const Geometry& g, int64_
 
 ffi::Error DwConvImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                       ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t dilation,
-                      int64_t pad_top, int64_t pad_left) {
+                      int64_t pad_top, int64_t pad_left, int64_t relu) {
   auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
   if (xd.size() != 4 || wd.size() != 3 || yd.size() != 4 || wd[2] != xd[3] || yd[3] != xd[3] ||
       yd[0] != xd[0] || stride < 1 || dilation < 1)
@@ -134,14 +142,52 @@ ffi::Error DwConvImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
   const int64_t chunks = std::min<int64_t>(rows, 64);
   ParallelFor(pool, chunks, [&](int64_t k) {
     for (int64_t r = rows * k / chunks; r < rows * (k + 1) / chunks; ++r)
-      ConvRow(xp, wp, yp, g, r / g.ho, r % g.ho, wt);
+      if (relu)
+        ConvRow<true>(xp, wp, yp, g, r / g.ho, r % g.ho, wt);
+      else
+        ConvRow<false>(xp, wp, yp, g, r / g.ho, r % g.ho, wt);
   });
   return ffi::Error::Success();
 }
 
+template <bool kRelu>
+void WgradRows(const float* xp, const float* dp, float* a, const Geometry& g, int64_t r0,
+               int64_t r1) {
+  const int64_t c = g.c, wo = g.wo, acc_len = g.s == 1 ? wo * c : c;
+  for (int64_t rr = r0; rr < r1; ++rr) {
+    const int64_t b = rr / g.ho, o = rr % g.ho;
+    const float* drow = dp + ((b * g.ho + o) * wo) * c;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t r = o * g.s + i * g.d - g.pt;
+      if (r < 0 || r >= g.h) continue;
+      const float* xrow = xp + ((b * g.h + r) * g.w) * c;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t off = j * g.d - g.pl;
+        int64_t p0, p1;
+        ValidCols(g, off, &p0, &p1);
+        if (p0 >= p1) continue;
+        const float* xs = xrow + (p0 * g.s + off) * c;
+        const float* ds = drow + p0 * c;
+        float* at = a + (i * g.kw + j) * acc_len;
+        if (g.s == 1) {
+          float* atp = at + p0 * c;
+          const int64_t n = (p1 - p0) * c;
+          for (int64_t q = 0; q < n; ++q) atp[q] += In<kRelu>(xs[q]) * ds[q];
+        } else {
+          for (int64_t p = 0; p < p1 - p0; ++p) {
+            const float* xq = xs + p * g.s * c;
+            const float* dq = ds + p * c;
+            for (int64_t ch = 0; ch < c; ++ch) at[ch] += In<kRelu>(xq[ch]) * dq[ch];
+          }
+        }
+      }
+    }
+  }
+}
+
 ffi::Error DwWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                        ffi::ResultBuffer<ffi::F32> dw, int64_t stride, int64_t dilation,
-                       int64_t pad_top, int64_t pad_left) {
+                       int64_t pad_top, int64_t pad_left, int64_t relu) {
   auto xd = x.dimensions(), dd = dy.dimensions(), wd = dw->dimensions();
   if (xd.size() != 4 || dd.size() != 4 || wd.size() != 3 || dd[3] != xd[3] || wd[2] != xd[3] ||
       dd[0] != xd[0] || stride < 1 || dilation < 1)
@@ -158,35 +204,11 @@ ffi::Error DwWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
   std::vector<float> acc(chunks * taps * acc_len, 0.0f);
   ParallelFor(pool, chunks, [&](int64_t k) {
     float* a = &acc[k * taps * acc_len];
-    for (int64_t rr = rows * k / chunks; rr < rows * (k + 1) / chunks; ++rr) {
-      const int64_t b = rr / g.ho, o = rr % g.ho;
-      const float* drow = dp + ((b * g.ho + o) * wo) * c;
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t r = o * g.s + i * g.d - g.pt;
-        if (r < 0 || r >= g.h) continue;
-        const float* xrow = xp + ((b * g.h + r) * g.w) * c;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t off = j * g.d - g.pl;
-          int64_t p0, p1;
-          ValidCols(g, off, &p0, &p1);
-          if (p0 >= p1) continue;
-          const float* xs = xrow + (p0 * g.s + off) * c;
-          const float* ds = drow + p0 * c;
-          float* at = a + (i * g.kw + j) * acc_len;
-          if (g.s == 1) {
-            float* atp = at + p0 * c;
-            const int64_t n = (p1 - p0) * c;
-            for (int64_t q = 0; q < n; ++q) atp[q] += xs[q] * ds[q];
-          } else {
-            for (int64_t p = 0; p < p1 - p0; ++p) {
-              const float* xq = xs + p * g.s * c;
-              const float* dq = ds + p * c;
-              for (int64_t ch = 0; ch < c; ++ch) at[ch] += xq[ch] * dq[ch];
-            }
-          }
-        }
-      }
-    }
+    const int64_t r0 = rows * k / chunks, r1 = rows * (k + 1) / chunks;
+    if (relu)
+      WgradRows<true>(xp, dp, a, g, r0, r1);
+    else
+      WgradRows<false>(xp, dp, a, g, r0, r1);
   });
   float* out = dw->typed_data();
   for (int64_t t = 0; t < taps; ++t) {
@@ -208,7 +230,7 @@ ffi::Error DwWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
 
 }  // namespace
 
-// Both kernels: (x, second operand) -> result; stride, dilation and top/left padding attributes.
+// Both kernels: (x, second operand) -> result; stride, dilation, top/left padding and relu.
 static auto Binding() {
   return ffi::Ffi::Bind()
       .Ctx<ffi::ThreadPool>()
@@ -218,7 +240,8 @@ static auto Binding() {
       .Attr<int64_t>("stride")
       .Attr<int64_t>("dilation")
       .Attr<int64_t>("pad_top")
-      .Attr<int64_t>("pad_left");
+      .Attr<int64_t>("pad_left")
+      .Attr<int64_t>("relu");
 }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JnasDwConv, DwConvImpl, Binding());
