@@ -36,7 +36,13 @@ from jnas.spaces.published import get_genotype
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch", ["96"], "Batch size(s), comma-separated.")
-flags.DEFINE_integer("steps", 5, "Timed steps per batch size (after one warm-up step).")
+flags.DEFINE_integer("steps", 5, "Timed steps per batch size (after the warm-up steps).")
+flags.DEFINE_integer(
+    "warmup",
+    3,
+    "Untimed steps first: the first runs the compiled program's one-off set-up, the next let "
+    "the heap reach its steady size (jnas.runtime).",
+)
 flags.DEFINE_string("json", None, "Write the rows as a JSON list to this path.")
 flags.DEFINE_string("genotype", "DARTS_V2", "Genotype: name, text or file.")
 flags.DEFINE_integer("C", 36, "Initial channels.")
@@ -106,8 +112,9 @@ def bench(batch: int) -> dict:
     t0 = time.time()
     compiled = step.lower(state, batch_data, jax.random.PRNGKey(1)).compile()
     compile_s = time.time() - t0
-    state, m = compiled(state, batch_data, jax.random.PRNGKey(2))  # warm-up
-    jax.block_until_ready(m)
+    for i in range(max(1, FLAGS.warmup)):
+        state, m = compiled(state, batch_data, jax.random.PRNGKey(100 + i))
+        jax.block_until_ready(m)
     walls, cpus = [], []
     for i in range(FLAGS.steps):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -137,6 +144,7 @@ def bench(batch: int) -> dict:
         "layers": FLAGS.layers,
         "auxiliary": FLAGS.auxiliary,
         "scan_cells": FLAGS.scan_cells,
+        "warmup": FLAGS.warmup,
     }
 
 
