@@ -203,7 +203,7 @@ def test_pmap_on_8_devices_equals_one_device(tmp_path, repo_root):
 def test_darts_v2_learns_fashion_mnist(tmp_path):
     """The proof that retraining learns, on real data, on a CPU, in a fixed short budget:
     DARTS_V2 (C=16, 6 cells) for 2 epochs (312 steps) on 20,000 Fashion-MNIST images (about
-    9 min on the shared 2-core CPU; 0.77 after the first epoch)."""
+    4 min on the shared 2-core CPU, 9 before session 5; 0.77 after the first epoch)."""
     from experiments.configs import eval_fashion_mnist
     from jnas.data import DatasetNotFoundError
 

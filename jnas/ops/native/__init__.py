@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 _SRCS = tuple(Path(__file__).with_name(f) for f in ("depthwise.cc", "batchnorm.cc"))
+_HEADERS = (Path(__file__).with_name("parallel.h"),)
 _TARGETS = {
     "jnas_dw_conv": "JnasDwConv",
     "jnas_dw_wgrad": "JnasDwWgrad",
@@ -89,7 +90,12 @@ def _build(cxx: str) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
         "\0".join(
-            [*(src.read_text() for src in _SRCS), version, jaxlib.__version__, _cpu_flags()]
+            [
+                *(src.read_text() for src in _SRCS + _HEADERS),
+                version,
+                jaxlib.__version__,
+                _cpu_flags(),
+            ]
         ).encode()
     ).hexdigest()[:16]
     cache = Path(os.environ.get("JNAS_NATIVE_CACHE", Path.home() / ".cache" / "jnas" / "native"))
