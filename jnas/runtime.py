@@ -24,6 +24,7 @@ import ctypes
 import logging
 import os
 import platform
+import sys
 
 __all__ = ["malloc_status", "tune_malloc"]
 
@@ -36,8 +37,6 @@ _status = "not attempted"
 
 
 def _jax_backend_started() -> bool:
-    import sys
-
     if "jax" not in sys.modules:
         return False
     try:

@@ -22,6 +22,33 @@ def repo_root() -> str:
     return REPO
 
 
+@pytest.fixture
+def run_script(repo_root):
+    """``run_script(code, devices=None, env=None, timeout=300)``: run ``python -c code`` in a
+    fresh process (with ``devices`` host CPU devices) and return the JSON it printed after
+    ``RESULT``; a failing script fails the test with its stderr."""
+    import json
+    import subprocess
+    import sys
+
+    def run(code: str, devices: int | None = None, env: dict | None = None, timeout: int = 300):
+        full_env = dict(os.environ, **(env or {}))
+        if devices is not None:
+            full_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=repo_root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.split("RESULT", 1)[1])
+
+    return run
+
+
 def write_idx_dataset(directory: str, n_train: int = 512, n_test: int = 256, seed: int = 0):
     """Write a small, learnable Fashion-MNIST look-alike as gzipped IDX files.
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -38,23 +34,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _run(repo_root, **env):
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=repo_root,
-        env=dict(os.environ, **env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.split("RESULT", 1)[1])
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
-def test_steps_reuse_their_memory(repo_root):
-    off = _run(repo_root, JNAS_MALLOC="0")
-    on = _run(repo_root)
+def test_steps_reuse_their_memory(run_script):
+    off = run_script(SCRIPT, env={"JNAS_MALLOC": "0"})
+    on = run_script(SCRIPT)
     assert off["status"] == "off: JNAS_MALLOC=0"
     assert on["status"] == "on"
     # Without the settings each call maps its 64 MB of temporaries afresh: 4 KiB pages, one
@@ -63,14 +46,10 @@ def test_steps_reuse_their_memory(repo_root):
     assert on["faults"] < off["faults"] / 20, (on, off)
 
 
-def test_late_import_is_reported(repo_root):
+def test_late_import_is_reported(run_script):
     script = (
-        "import jax; jax.numpy.zeros(1).block_until_ready(); import jnas; "
-        "print('RESULT' + jnas.runtime.malloc_status())"
+        "import json, jax; jax.numpy.zeros(1).block_until_ready(); import jnas; "
+        "print('RESULT' + json.dumps(jnas.runtime.malloc_status()))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=repo_root, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    status = proc.stdout.split("RESULT", 1)[1].strip()
+    status = run_script(script, timeout=120)
     assert status.startswith(("late", "off")), status

@@ -206,6 +206,14 @@ def _transpose_params(n: int, k: int, stride: int, dil: int, lhs_dil: int, pad: 
     return (lo_t, hi_t)
 
 
+def _transpose_pads(shape, kh: int, kw: int, stride: int, dil: int, lhs_dil: int, pads):
+    """`_transpose_params` for both spatial dimensions of an NHWC ``shape``."""
+    return (
+        _transpose_params(shape[1], kh, stride, dil, lhs_dil, pads[0]),
+        _transpose_params(shape[2], kw, stride, dil, lhs_dil, pads[1]),
+    )
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
 def _shift_conv(
     x,
@@ -239,10 +247,7 @@ def _shift_conv_fwd(x, w, stride, dil, lhs_dil, pads, native, relu):
 def _shift_conv_bwd(stride, dil, lhs_dil, pads, native, relu, res, dy):
     x, w = res
     kh, kw, _ = w.shape
-    pads_t = (
-        _transpose_params(x.shape[1], kh, stride, dil, lhs_dil, pads[0]),
-        _transpose_params(x.shape[2], kw, stride, dil, lhs_dil, pads[1]),
-    )
+    pads_t = _transpose_pads(x.shape, kh, kw, stride, dil, lhs_dil, pads)
     dx = _shift_conv(dy, w[::-1, ::-1], lhs_dil, dil, stride, pads_t, native)
     if relu:
         dx = jnp.where(x > 0, dx, 0.0)
@@ -284,10 +289,7 @@ def _shift_wgrad_fwd(x, dy, kh, kw, stride, dil, pads, native, relu):
 def _shift_wgrad_bwd(kh, kw, stride, dil, pads, native, relu, res, g):
     # The weight gradient is bilinear in (relu(x), dy): its VJP is a transposed conv and a conv.
     x, dy = res
-    pads_t = (
-        _transpose_params(x.shape[1], kh, stride, dil, 1, pads[0]),
-        _transpose_params(x.shape[2], kw, stride, dil, 1, pads[1]),
-    )
+    pads_t = _transpose_pads(x.shape, kh, kw, stride, dil, 1, pads)
     dx = _shift_conv(dy, g[::-1, ::-1], 1, dil, stride, pads_t, native)
     if relu:
         dx = jnp.where(x > 0, dx, 0.0)

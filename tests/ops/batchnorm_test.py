@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -207,20 +203,10 @@ PMAP_SCRIPT = textwrap.dedent(
 )
 
 
-def test_pmap_statistics_and_gradients_equal_one_device(repo_root):
+def test_pmap_statistics_and_gradients_equal_one_device(run_script):
     """Under pmap the batch statistics (and their gradient terms) are averaged over devices:
     8 devices x 2 images give the single-device result on all 16."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    proc = subprocess.run(
-        [sys.executable, "-c", PMAP_SCRIPT],
-        cwd=repo_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    out = run_script(PMAP_SCRIPT, devices=8)
     assert out.pop("devices") == 8
     for key, err in out.items():
         assert err < 1e-4, (key, err)

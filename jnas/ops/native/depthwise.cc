@@ -48,39 +48,46 @@ inline void ValidCols(const Geometry& g, int64_t off, int64_t* p0, int64_t* p1) 
   *p1 = off >= g.w ? 0 : std::min<int64_t>(g.wo, (g.w - 1 - off) / g.s + 1);
 }
 
-// y[b,o,:,:] for one (b, o): the row of outputs, accumulated tap by tap in L1.
-template <bool kRelu>
-void ConvRow(const float* x, const float* w, float* y, const Geometry& g, int64_t b, int64_t o,
-             const float* wtile) {
-  const int64_t c = g.c, wo = g.wo, row = wo * c;
-  float* out = y + ((b * g.ho + o) * wo) * c;
-  std::memset(out, 0, sizeof(float) * row);
+// Calls f(t, xs, p0, p1) for each tap t = i * kw + j of output row (b, o) that reads inside x:
+// output columns [p0, p1) read x from xs = &x[b, o*s + i*d - pt, p0*s + j*d - pl, 0] on.
+template <typename F>
+inline void ForEachTap(const float* x, const Geometry& g, int64_t b, int64_t o, const F& f) {
   for (int64_t i = 0; i < g.kh; ++i) {
     const int64_t r = o * g.s + i * g.d - g.pt;
     if (r < 0 || r >= g.h) continue;
-    const float* xrow = x + ((b * g.h + r) * g.w) * c;
+    const float* xrow = x + ((b * g.h + r) * g.w) * g.c;
     for (int64_t j = 0; j < g.kw; ++j) {
       const int64_t off = j * g.d - g.pl;
       int64_t p0, p1;
       ValidCols(g, off, &p0, &p1);
-      if (p0 >= p1) continue;
-      const float* xs = xrow + (p0 * g.s + off) * c;
-      float* op = out + p0 * c;
-      if (g.s == 1) {
-        // Contiguous over (p, c): one FMA stream against the weights tiled along p.
-        const float* wt = wtile + (i * g.kw + j) * row + p0 * c;
-        const int64_t n = (p1 - p0) * c;
-        for (int64_t q = 0; q < n; ++q) op[q] += In<kRelu>(xs[q]) * wt[q];
-      } else {
-        const float* wij = w + (i * g.kw + j) * c;
-        for (int64_t p = 0; p < p1 - p0; ++p) {
-          const float* xp = xs + p * g.s * c;
-          float* opp = op + p * c;
-          for (int64_t ch = 0; ch < c; ++ch) opp[ch] += In<kRelu>(xp[ch]) * wij[ch];
-        }
-      }
+      if (p0 < p1) f(i * g.kw + j, xrow + (p0 * g.s + off) * g.c, p0, p1);
     }
   }
+}
+
+// y[b,o,:,:] for one (b, o): the row of outputs, accumulated tap by tap in L1.
+template <bool kRelu>
+void ConvRow(const float* x, const float* w, float* y, const Geometry& g, int64_t b, int64_t o,
+             const float* wtile) {
+  const int64_t c = g.c, row = g.wo * c;
+  float* out = y + ((b * g.ho + o) * g.wo) * c;
+  std::memset(out, 0, sizeof(float) * row);
+  ForEachTap(x, g, b, o, [&](int64_t t, const float* xs, int64_t p0, int64_t p1) {
+    float* op = out + p0 * c;
+    if (g.s == 1) {
+      // Contiguous over (p, c): one FMA stream against the weights tiled along p.
+      const float* wt = wtile + t * row + p0 * c;
+      const int64_t n = (p1 - p0) * c;
+      for (int64_t q = 0; q < n; ++q) op[q] += In<kRelu>(xs[q]) * wt[q];
+    } else {
+      const float* wt = w + t * c;
+      for (int64_t p = 0; p < p1 - p0; ++p) {
+        const float* xp = xs + p * g.s * c;
+        float* opp = op + p * c;
+        for (int64_t ch = 0; ch < c; ++ch) opp[ch] += In<kRelu>(xp[ch]) * wt[ch];
+      }
+    }
+  });
 }
 
 ffi::Error DwConvImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
@@ -119,35 +126,25 @@ ffi::Error DwConvImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
 template <bool kRelu>
 void WgradRows(const float* xp, const float* dp, float* a, const Geometry& g, int64_t r0,
                int64_t r1) {
-  const int64_t c = g.c, wo = g.wo, acc_len = g.s == 1 ? wo * c : c;
+  const int64_t c = g.c, acc_len = g.s == 1 ? g.wo * c : c;
   for (int64_t rr = r0; rr < r1; ++rr) {
     const int64_t b = rr / g.ho, o = rr % g.ho;
-    const float* drow = dp + ((b * g.ho + o) * wo) * c;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t r = o * g.s + i * g.d - g.pt;
-      if (r < 0 || r >= g.h) continue;
-      const float* xrow = xp + ((b * g.h + r) * g.w) * c;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t off = j * g.d - g.pl;
-        int64_t p0, p1;
-        ValidCols(g, off, &p0, &p1);
-        if (p0 >= p1) continue;
-        const float* xs = xrow + (p0 * g.s + off) * c;
-        const float* ds = drow + p0 * c;
-        float* at = a + (i * g.kw + j) * acc_len;
-        if (g.s == 1) {
-          float* atp = at + p0 * c;
-          const int64_t n = (p1 - p0) * c;
-          for (int64_t q = 0; q < n; ++q) atp[q] += In<kRelu>(xs[q]) * ds[q];
-        } else {
-          for (int64_t p = 0; p < p1 - p0; ++p) {
-            const float* xq = xs + p * g.s * c;
-            const float* dq = ds + p * c;
-            for (int64_t ch = 0; ch < c; ++ch) at[ch] += In<kRelu>(xq[ch]) * dq[ch];
-          }
+    const float* drow = dp + ((b * g.ho + o) * g.wo) * c;
+    ForEachTap(xp, g, b, o, [&](int64_t t, const float* xs, int64_t p0, int64_t p1) {
+      const float* ds = drow + p0 * c;
+      float* at = a + t * acc_len;
+      if (g.s == 1) {
+        float* atp = at + p0 * c;
+        const int64_t n = (p1 - p0) * c;
+        for (int64_t q = 0; q < n; ++q) atp[q] += In<kRelu>(xs[q]) * ds[q];
+      } else {
+        for (int64_t p = 0; p < p1 - p0; ++p) {
+          const float* xq = xs + p * g.s * c;
+          const float* dq = ds + p * c;
+          for (int64_t ch = 0; ch < c; ++ch) at[ch] += In<kRelu>(xq[ch]) * dq[ch];
         }
       }
-    }
+    });
   }
 }
 
