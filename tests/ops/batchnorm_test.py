@@ -150,6 +150,34 @@ def test_statistics_are_accurate_for_large_means():
     np.testing.assert_allclose(mux, (u.reshape(-1, 3) * ref).mean(0), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(7, 13, 11, 36), (3, 5, 7, 36), (2, 9, 9, 3), (4, 6, 6, 144)])
+def test_kernels_match_float64(shape):
+    """The four kernels against float64 numpy, on shapes whose rows do not fill the kernels'
+    tiles (a tail), split into several chunks or not, over vmapped groups with per-group and
+    shared per-channel operands."""
+    if not native.available():
+        pytest.skip(f"native kernels unavailable: {native.build_error()}")
+    rng = np.random.default_rng(sum(shape))
+    g, c = 3, shape[-1]
+    u, x = (rng.standard_normal((g, *shape)).astype(np.float32) for _ in range(2))
+    p, q = (rng.standard_normal((g, c)).astype(np.float32) for _ in range(2))
+    r = rng.standard_normal(c).astype(np.float32)
+    f64 = lambda a: a.astype(np.float64).reshape(g, -1, c)  # noqa: E731
+    stats = jax.vmap(native.bn_stats)(jnp.asarray(x))
+    dsums = jax.vmap(native.bn_dsums)(jnp.asarray(u), jnp.asarray(x))
+    aff = jax.vmap(native.bn_affine, (0, 0, None))(jnp.asarray(x), p, r)
+    aff2 = jax.vmap(native.bn_affine2, (0, 0, 0, 0, None))(jnp.asarray(u), x, p, q, r)
+    tol = dict(rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(stats[0], f64(x).mean(1), **tol)
+    np.testing.assert_allclose(stats[1], (f64(x) ** 2).mean(1), **tol)
+    np.testing.assert_allclose(dsums[0], f64(u).mean(1), **tol)
+    np.testing.assert_allclose(dsums[1], (f64(u) * f64(x)).mean(1), **tol)
+    want = f64(x) * p[:, None] + r
+    np.testing.assert_allclose(np.asarray(aff).reshape(g, -1, c), want, **tol)
+    want = f64(u) * p[:, None] + f64(x) * q[:, None] + r
+    np.testing.assert_allclose(np.asarray(aff2).reshape(g, -1, c), want, **tol)
+
+
 def test_fallback_is_flax(monkeypatch, data):
     x, _ = data
     monkeypatch.setenv("JNAS_NATIVE_BN", "0")

@@ -91,6 +91,43 @@ def test_gradients_match_lax(kdp, stride, impl):
     _close(dw, dw_ref, _scale(dw_ref))
 
 
+# Shapes (h, w, c) for the native kernels' register-blocked stride-1 path: rows of w * c floats
+# cut into blocks of a multiple of lcm(c, 16) floats (at least 128): whole blocks only (c=16,
+# w=16), blocks plus a tail (c=12: blocks of 144, w=13: 156 floats; c=36, w=9: 324), several
+# images and row runs; c=17 (a period of 17 vectors) and rows shorter than a block take the
+# plain loops. Channel counts of the DARTS networks: 16-64 (search), 36-144 (evaluation).
+BLOCKED_SHAPES = [(16, 16, 16), (9, 13, 12), (6, 9, 36), (5, 11, 17), (7, 5, 8)]
+
+
+@pytest.mark.parametrize("hwc", BLOCKED_SHAPES)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_native_blocked_path_matches_lax(hwc, stride):
+    """All four DARTS convs, ReLU'd input: forward, input and weight gradients."""
+    if not native.available():
+        pytest.skip(f"native kernels unavailable: {native.build_error()}")
+    h, wd, c = hwc
+    x = jax.random.normal(jax.random.PRNGKey(h * wd + c), (3, h, wd, c), jnp.float32)
+    ws = [jax.random.normal(jax.random.PRNGKey(k + d), (k, k, c), jnp.float32) / k
+          for k, d, _ in DARTS_CONVS]
+
+    def run(impl, x, ws):
+        outs = []
+        for (k, d, p), w in zip(DARTS_CONVS, ws):
+            def conv(x, w, k=k, d=d, p=p):
+                if impl == "lax":
+                    return _conv("lax", stride, d, p)(jax.nn.relu(x), w)
+                return depthwise_conv2d(
+                    x, w, stride=stride, dilation=d, padding=p, impl=impl, relu=True
+                )
+
+            loss = lambda x, w, conv=conv: jnp.sum(jnp.sin(conv(x, w)))
+            outs += [conv(x, w), *jax.grad(loss, argnums=(0, 1))(x, w)]
+        return outs
+
+    for a, b in zip(*_both(run, "native")(x, ws)):
+        _close(a, b, _scale(b))
+
+
 @pytest.mark.parametrize(
     "kdp,stride", [((3, 1, 1), 1), ((5, 1, 2), 1), ((3, 2, 2), 1), ((5, 2, 4), 2)]
 )

@@ -15,7 +15,7 @@
 //   jnas_bn_dsums:   (u, x)           -> mean[g,c] = E_m u,  meanux[g,c] = E_m u*x
 //   jnas_bn_affine:  (x, a, b)        -> y = a*x + b
 //   jnas_bn_affine2: (u, v, p, q, r)  -> y = p*u + q*v + r
-// Reductions accumulate in float over blocks of rows and in double across blocks.
+// Reductions accumulate in float (64 values per accumulator) and then in double.
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <vector>
+#include <cstdlib>
 
 #include "parallel.h"
 #include "xla/ffi/api/ffi.h"
@@ -35,7 +36,7 @@ namespace {
 using jnas::ParallelFor;
 
 constexpr int64_t kSmall = 1 << 15;  // elements below which one thread does it all
-constexpr int64_t kBlock = 64;       // rows accumulated in float before adding to double
+constexpr int64_t kFlush = 64;       // values summed in float per accumulator before double
 
 template <typename B>
 int64_t Count(const B& b) {
@@ -44,7 +45,14 @@ int64_t Count(const B& b) {
 
 struct Shape {
   int64_t g = 1, m = 1, c = 1;
+  // The loops run over one instance's m * c values as a flat stream, a tile of `tile` values
+  // (`tile_rows` rows; a multiple of c and of 16 floats, at least 256) at a time: per-channel
+  // operands are laid out along a tile, so the inner loops are long, contiguous and vectorise,
+  // with no per-row overhead (c is as small as 16-36 here).
+  int64_t tile = 1, tile_rows = 1;
 };
+
+int64_t Gcd(int64_t a, int64_t b) { return b == 0 ? a : Gcd(b, a % b); }
 
 bool GetShape(ffi::Span<const int64_t> dims, int64_t rank, Shape* s) {
   const int64_t n = dims.size();
@@ -54,6 +62,10 @@ bool GetShape(ffi::Span<const int64_t> dims, int64_t rank, Shape* s) {
   for (int64_t i = 0; i < n - rank; ++i) s->g *= dims[i];
   for (int64_t i = n - rank; i < n - 1; ++i) s->m *= dims[i];
   s->c = dims[n - 1];
+  if (s->c < 1) return false;
+  const int64_t period = s->c / Gcd(s->c, 16) * 16;  // lcm(c, 16)
+  s->tile = period * ((256 + period - 1) / period);
+  s->tile_rows = s->tile / s->c;
   return true;
 }
 
@@ -64,59 +76,87 @@ int64_t ParamStride(int64_t elements, const Shape& s) {
   return -1;
 }
 
-int64_t Chunks(ffi::ThreadPool& pool, const Shape& s) {
+int64_t Chunks(ffi::ThreadPool& pool, const Shape& s, int64_t per_thread) {
+  const int64_t tiles = (s.m + s.tile_rows - 1) / s.tile_rows;
   if (s.g * s.m * s.c < kSmall) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), s.m / kBlock));
+  if (getenv("JNAS_DBG_CHUNKS")) return atoi(getenv("JNAS_DBG_CHUNKS"));
+  return std::max<int64_t>(1, std::min<int64_t>(per_thread * pool.num_threads(), tiles));
+}
+
+// Splits each group's rows into `chunks` runs of whole tiles: body(task, g, row_begin, row_end).
+template <typename F>
+void ForChunks(ffi::ThreadPool& pool, const Shape& s, int64_t chunks, const F& body) {
+  const int64_t tiles = (s.m + s.tile_rows - 1) / s.tile_rows;
+  ParallelFor(pool, s.g * chunks, [&](int64_t task) {
+    const int64_t g = task / chunks, k = task % chunks;
+    const int64_t lo = std::min(s.m, tiles * k / chunks * s.tile_rows);
+    const int64_t hi = std::min(s.m, tiles * (k + 1) / chunks * s.tile_rows);
+    body(task, g, lo, hi);
+  });
+}
+
+// Per-channel operand p (groups stride sp) repeated along a tile, for each group.
+std::vector<float> Tiled(const float* p, int64_t sp, const Shape& s) {
+  const int64_t groups = sp == 0 ? 1 : s.g;
+  std::vector<float> t(groups * s.tile);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t q = 0; q < s.tile; ++q) t[g * s.tile + q] = p[g * sp + q % s.c];
+  return t;
 }
 
 // out1[g,c] = E_m f1(u, x), out2[g,c] = E_m f2(u, x) for the two reduction kernels.
 template <bool kSquare>
 void MeanPair(ffi::ThreadPool& pool, const float* u, const float* x, const Shape& s,
               float* out1, float* out2) {
-  const int64_t chunks = Chunks(pool, s), c = s.c;
-  std::vector<double> acc(s.g * chunks * 2 * c, 0.0);
-  ParallelFor(pool, s.g * chunks, [&](int64_t task) {
-    const int64_t g = task / chunks, k = task % chunks;
-    const int64_t lo = s.m * k / chunks, hi = s.m * (k + 1) / chunks;
-    double* d1 = &acc[task * 2 * c];
-    double* d2 = d1 + c;
-    std::vector<float> f(2 * c);
+  const int64_t c = s.c, tile = s.tile;
+  const int64_t chunks = Chunks(pool, s, 1);
+  std::vector<double> acc(s.g * chunks * 2 * tile, 0.0);
+  ForChunks(pool, s, chunks, [&](int64_t task, int64_t g, int64_t lo, int64_t hi) {
+    double* d1 = &acc[task * 2 * tile];
+    double* d2 = d1 + tile;
+    std::vector<float> f(2 * tile, 0.0f);
     float* f1 = f.data();
-    float* f2 = f1 + c;
-    for (int64_t r0 = lo; r0 < hi; r0 += kBlock) {
-      std::fill(f.begin(), f.end(), 0.0f);
-      const int64_t r1 = std::min(hi, r0 + kBlock);
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* ur = u + (g * s.m + r) * c;
-        if (kSquare) {
-          for (int64_t ch = 0; ch < c; ++ch) {
-            f1[ch] += ur[ch];
-            f2[ch] += ur[ch] * ur[ch];
-          }
-        } else {
-          const float* xr = x + (g * s.m + r) * c;
-          for (int64_t ch = 0; ch < c; ++ch) {
-            f1[ch] += ur[ch];
-            f2[ch] += ur[ch] * xr[ch];
-          }
+    float* f2 = f1 + tile;
+    const int64_t base = g * s.m * c;
+    int64_t pending = 0;
+    for (int64_t r = lo; r < hi; r += s.tile_rows) {
+      const int64_t n = (std::min(hi, r + s.tile_rows) - r) * c;
+      const float* ur = u + base + r * c;
+      if (kSquare) {
+        for (int64_t q = 0; q < n; ++q) {
+          f1[q] += ur[q];
+          f2[q] += ur[q] * ur[q];
+        }
+      } else {
+        const float* xr = x + base + r * c;
+        for (int64_t q = 0; q < n; ++q) {
+          f1[q] += ur[q];
+          f2[q] += ur[q] * xr[q];
         }
       }
-      for (int64_t ch = 0; ch < c; ++ch) {
-        d1[ch] += f1[ch];
-        d2[ch] += f2[ch];
+      if (++pending == kFlush || r + s.tile_rows >= hi) {
+        for (int64_t q = 0; q < tile; ++q) {
+          d1[q] += f1[q];
+          d2[q] += f2[q];
+        }
+        std::fill(f.begin(), f.end(), 0.0f);
+        pending = 0;
       }
     }
   });
   const double inv_m = s.m > 0 ? 1.0 / static_cast<double>(s.m) : 0.0;
   for (int64_t g = 0; g < s.g; ++g) {
-    for (int64_t ch = 0; ch < c; ++ch) {
-      double a = 0.0, b = 0.0;
-      for (int64_t k = 0; k < chunks; ++k) {
-        a += acc[(g * chunks + k) * 2 * c + ch];
-        b += acc[(g * chunks + k) * 2 * c + c + ch];
+    std::vector<double> a(c, 0.0), b(c, 0.0);
+    for (int64_t k = 0; k < chunks; ++k) {
+      const double* d1 = &acc[(g * chunks + k) * 2 * tile];
+      for (int64_t q = 0; q < tile; ++q) {
+        a[q % c] += d1[q];
+        b[q % c] += d1[tile + q];
       }
-      out1[g * c + ch] = static_cast<float>(a * inv_m);
-      out2[g * c + ch] = static_cast<float>(b * inv_m);
+    }
+    for (int64_t ch = 0; ch < c; ++ch) {
+      out1[g * c + ch] = static_cast<float>(a[ch] * inv_m);
+      out2[g * c + ch] = static_cast<float>(b[ch] * inv_m);
     }
   }
 }
@@ -144,16 +184,6 @@ ffi::Error DsumsImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> u, ffi::Buffer<
   return ffi::Error::Success();
 }
 
-// Row-parallel elementwise pass: body(g, row_begin, row_end).
-template <typename F>
-void ForRows(ffi::ThreadPool& pool, const Shape& s, const F& body) {
-  const int64_t chunks = Chunks(pool, s) == 1 ? 1 : 4 * pool.num_threads();
-  ParallelFor(pool, s.g * chunks, [&](int64_t task) {
-    const int64_t g = task / chunks, k = task % chunks;
-    body(g, s.m * k / chunks, s.m * (k + 1) / chunks);
-  });
-}
-
 ffi::Error AffineImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
                       ffi::ResultBuffer<ffi::F32> y, int64_t rank) {
   Shape s;
@@ -161,16 +191,18 @@ ffi::Error AffineImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
     return ffi::Error::InvalidArgument("jnas_bn_affine: bad shapes");
   const int64_t sa = ParamStride(Count(a), s), sb = ParamStride(Count(b), s);
   if (sa < 0 || sb < 0) return ffi::Error::InvalidArgument("jnas_bn_affine: bad parameters");
-  const float *xp = x.typed_data(), *ap = a.typed_data(),
-              *bp = b.typed_data();
+  const std::vector<float> at = Tiled(a.typed_data(), sa, s), bt = Tiled(b.typed_data(), sb, s);
+  const float* xp = x.typed_data();
   float* yp = y->typed_data();
   const int64_t c = s.c;
-  ForRows(pool, s, [&](int64_t g, int64_t lo, int64_t hi) {
-    const float *ag = ap + g * sa, *bg = bp + g * sb;
-    for (int64_t r = lo; r < hi; ++r) {
-      const float* xr = xp + (g * s.m + r) * c;
-      float* yr = yp + (g * s.m + r) * c;
-      for (int64_t ch = 0; ch < c; ++ch) yr[ch] = xr[ch] * ag[ch] + bg[ch];
+  ForChunks(pool, s, Chunks(pool, s, 4), [&](int64_t, int64_t g, int64_t lo, int64_t hi) {
+    const float* ag = &at[sa ? g * s.tile : 0];
+    const float* bg = &bt[sb ? g * s.tile : 0];
+    for (int64_t r = lo; r < hi; r += s.tile_rows) {
+      const int64_t n = (std::min(hi, r + s.tile_rows) - r) * c, off = (g * s.m + r) * c;
+      const float* xr = xp + off;
+      float* yr = yp + off;
+      for (int64_t q = 0; q < n; ++q) yr[q] = xr[q] * ag[q] + bg[q];
     }
   });
   return ffi::Error::Success();
@@ -187,18 +219,20 @@ ffi::Error Affine2Impl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> u, ffi::Buffe
                 sr = ParamStride(Count(r), s);
   if (sp < 0 || sq < 0 || sr < 0)
     return ffi::Error::InvalidArgument("jnas_bn_affine2: bad parameters");
+  const std::vector<float> pt = Tiled(p.typed_data(), sp, s), qt = Tiled(q.typed_data(), sq, s),
+                           rt = Tiled(r.typed_data(), sr, s);
   const float *up = u.typed_data(), *vp = v.typed_data();
-  const float *pp = p.typed_data(), *qp = q.typed_data(),
-              *rp = r.typed_data();
   float* yp = y->typed_data();
   const int64_t c = s.c;
-  ForRows(pool, s, [&](int64_t g, int64_t lo, int64_t hi) {
-    const float *pg = pp + g * sp, *qg = qp + g * sq, *rg = rp + g * sr;
-    for (int64_t row = lo; row < hi; ++row) {
-      const int64_t off = (g * s.m + row) * c;
+  ForChunks(pool, s, Chunks(pool, s, 4), [&](int64_t, int64_t g, int64_t lo, int64_t hi) {
+    const float* pg = &pt[sp ? g * s.tile : 0];
+    const float* qg = &qt[sq ? g * s.tile : 0];
+    const float* rg = &rt[sr ? g * s.tile : 0];
+    for (int64_t row = lo; row < hi; row += s.tile_rows) {
+      const int64_t n = (std::min(hi, row + s.tile_rows) - row) * c, off = (g * s.m + row) * c;
       const float *ur = up + off, *vr = vp + off;
       float* yr = yp + off;
-      for (int64_t ch = 0; ch < c; ++ch) yr[ch] = pg[ch] * ur[ch] + qg[ch] * vr[ch] + rg[ch];
+      for (int64_t k = 0; k < n; ++k) yr[k] = pg[k] * ur[k] + qg[k] * vr[k] + rg[k];
     }
   });
   return ffi::Error::Success();

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.h"
@@ -90,6 +91,219 @@ void ConvRow(const float* x, const float* w, float* y, const Geometry& g, int64_
   });
 }
 
+// --- Register-blocked kernels for stride 1 (the forward of every normal-cell op, and every
+// input gradient) ---
+//
+// Each task (an image, or a run of its output rows) first copies the input rows it reads into a
+// zero-padded scratch (ReLU applied there, once), so every tap reads a full, in-bounds row. A
+// row of the output is then a flat run of wo * c floats, cut into blocks of BV vectors whose
+// length is a multiple of lcm(c, lanes): every block starts at channel 0, so a block's weights
+// (conv) or accumulators (weight gradient) are the same for every block, and the BV
+// accumulators live in registers across all taps (conv) or all blocks of a row (weight
+// gradient). Two loads per FMA and no stores in the inner loops (the plain loops below: three
+// loads and a store).
+
+#if defined(__AVX512F__)
+constexpr int64_t kLanes = 16;
+#else
+constexpr int64_t kLanes = 8;
+#endif
+typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+
+inline Vec Load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(Vec));
+  return v;
+}
+
+inline void Store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof(Vec)); }
+
+int64_t Gcd(int64_t a, int64_t b) { return b == 0 ? a : Gcd(b, a % b); }
+
+// Vectors per block for c channels (>= 8 independent FMA chains); 0 where one period
+// lcm(c, lanes) is over 16 vectors (the plain loops run).
+int64_t BlockVecs(int64_t c) {
+  const int64_t period = c / Gcd(c, kLanes);  // lcm(c, kLanes) / kLanes
+  if (period > 16) return 0;
+  return period * ((8 + period - 1) / period);
+}
+
+template <typename F>
+void WithBlockVecs(int64_t bv, const F& f) {
+  switch (bv) {
+#define JNAS_BV(n)                         \
+  case n:                                  \
+    f(std::integral_constant<int, n>{}); \
+    break;
+    JNAS_BV(8) JNAS_BV(9) JNAS_BV(10) JNAS_BV(11) JNAS_BV(12)
+    JNAS_BV(13) JNAS_BV(14) JNAS_BV(15) JNAS_BV(16)
+#undef JNAS_BV
+  }
+}
+
+// A task: output rows [o0, o1) of image b; its scratch holds input rows [o0 - pt, o1 - pt +
+// (kh - 1) d) and columns [-pl, wo + (kw - 1) d - pl).
+struct Task {
+  int64_t b, o0, o1;
+};
+
+std::vector<Task> Tasks(const Geometry& g, int64_t threads) {
+  const int64_t want = 4 * std::max<int64_t>(1, threads);
+  const int64_t split = std::min<int64_t>(g.ho, (want + g.b - 1) / g.b);
+  std::vector<Task> tasks;
+  for (int64_t b = 0; b < g.b; ++b)
+    for (int64_t k = 0; k < split; ++k) tasks.push_back({b, g.ho * k / split, g.ho * (k + 1) / split});
+  return tasks;
+}
+
+inline int64_t ScratchWidth(const Geometry& g) { return g.wo + (g.kw - 1) * g.d; }
+
+template <bool kRelu>
+void FillScratch(const float* x, const Geometry& g, const Task& t, float* buf) {
+  const int64_t c = g.c, wp = ScratchWidth(g);
+  const int64_t rows = t.o1 - t.o0 + (g.kh - 1) * g.d;
+  const int64_t c0 = std::min(wp, std::max<int64_t>(0, g.pl));
+  const int64_t c1 = std::max(c0, std::min(wp, g.pl + g.w));
+  for (int64_t rs = 0; rs < rows; ++rs) {
+    float* dst = buf + rs * wp * c;
+    const int64_t r = t.o0 - g.pt + rs;
+    if (r < 0 || r >= g.h || c1 == c0) {
+      std::fill(dst, dst + wp * c, 0.0f);
+      continue;
+    }
+    std::fill(dst, dst + c0 * c, 0.0f);
+    const float* src = x + ((t.b * g.h + r) * g.w + (c0 - g.pl)) * c;
+    float* d = dst + c0 * c;
+    const int64_t n = (c1 - c0) * c;
+    for (int64_t q = 0; q < n; ++q) d[q] = In<kRelu>(src[q]);
+    std::fill(dst + c1 * c, dst + wp * c, 0.0f);
+  }
+}
+
+float* Scratch(const Geometry& g, const Task& t, bool relu, const float* x) {
+  thread_local std::vector<float> buf;
+  const size_t need = (t.o1 - t.o0 + (g.kh - 1) * g.d) * ScratchWidth(g) * g.c;
+  if (buf.size() < need) buf.resize(need);
+  if (relu)
+    FillScratch<true>(x, g, t, buf.data());
+  else
+    FillScratch<false>(x, g, t, buf.data());
+  return buf.data();
+}
+
+// y rows of task t. wtile: per tap, the tap's weights repeated along a block.
+template <int BV>
+void ConvBlocked(const float* buf, const float* wtile, const float* w, const Geometry& g,
+                 const Task& t, float* y) {
+  constexpr int64_t B = BV * kLanes;
+  const int64_t c = g.c, n = g.wo * c, row = ScratchWidth(g) * c, tap_row = g.d * row,
+                tap_col = g.d * c;
+  for (int64_t o = t.o0; o < t.o1; ++o) {
+    float* out = y + ((t.b * g.ho + o) * g.wo) * c;
+    const float* x0 = buf + (o - t.o0) * row;
+    int64_t q0 = 0;
+    for (; q0 + B <= n; q0 += B) {
+      Vec acc[BV];
+#pragma GCC unroll 16
+      for (int v = 0; v < BV; ++v) acc[v] = Vec{};
+      const float* wt = wtile;
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const float* xi = x0 + i * tap_row + q0;
+        for (int64_t j = 0; j < g.kw; ++j, wt += B) {
+          const float* xs = xi + j * tap_col;
+#pragma GCC unroll 16
+          for (int v = 0; v < BV; ++v) acc[v] += Load(xs + v * kLanes) * Load(wt + v * kLanes);
+        }
+      }
+#pragma GCC unroll 16
+      for (int v = 0; v < BV; ++v) Store(out + q0 + v * kLanes, acc[v]);
+    }
+    for (int64_t q = q0; q < n; ++q) {  // q0 is a multiple of c
+      float s = 0.0f;
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j)
+          s += x0[i * tap_row + j * tap_col + q] * w[(i * g.kw + j) * c + q % c];
+      out[q] = s;
+    }
+  }
+}
+
+// Adds task t's products into acc (per tap, one block) and tail (per tap, per channel: the
+// columns past the row's last whole block).
+template <int BV>
+void WgradBlocked(const float* buf, const float* dy, const Geometry& g, const Task& t,
+                  float* acc, float* tail) {
+  constexpr int64_t B = BV * kLanes;
+  const int64_t c = g.c, n = g.wo * c, full = n / B * B, row = ScratchWidth(g) * c,
+                tap_row = g.d * row, tap_col = g.d * c;
+  for (int64_t o = t.o0; o < t.o1; ++o) {
+    const float* drow = dy + ((t.b * g.ho + o) * g.wo) * c;
+    const float* x0 = buf + (o - t.o0) * row;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t tap = i * g.kw + j;
+        const float* xs = x0 + i * tap_row + j * tap_col;
+        float* at = acc + tap * B;
+        Vec a[BV];
+#pragma GCC unroll 16
+        for (int v = 0; v < BV; ++v) a[v] = Load(at + v * kLanes);
+        for (int64_t q0 = 0; q0 < full; q0 += B) {
+#pragma GCC unroll 16
+          for (int v = 0; v < BV; ++v)
+            a[v] += Load(xs + q0 + v * kLanes) * Load(drow + q0 + v * kLanes);
+        }
+#pragma GCC unroll 16
+        for (int v = 0; v < BV; ++v) Store(at + v * kLanes, a[v]);
+        for (int64_t q = full; q < n; ++q) tail[tap * c + q % c] += xs[q] * drow[q];
+      }
+    }
+  }
+}
+
+bool Blocked(const Geometry& g) {
+  const int64_t bv = BlockVecs(g.c);
+  return g.s == 1 && bv > 0 && g.wo * g.c >= bv * kLanes;
+}
+
+void DwConvBlocked(ffi::ThreadPool& pool, const float* x, const float* w, float* y,
+                   const Geometry& g, bool relu) {
+  const int64_t bv = BlockVecs(g.c), B = bv * kLanes, taps = g.kh * g.kw;
+  std::vector<float> wtile(taps * B);
+  for (int64_t tap = 0; tap < taps; ++tap)
+    for (int64_t k = 0; k < B; ++k) wtile[tap * B + k] = w[tap * g.c + k % g.c];
+  const std::vector<Task> tasks = Tasks(g, pool.num_threads());
+  ParallelFor(pool, tasks.size(), [&](int64_t k) {
+    const float* buf = Scratch(g, tasks[k], relu, x);
+    WithBlockVecs(bv, [&](auto n) {
+      ConvBlocked<decltype(n)::value>(buf, wtile.data(), w, g, tasks[k], y);
+    });
+  });
+}
+
+void DwWgradBlocked(ffi::ThreadPool& pool, const float* x, const float* dy, float* dw,
+                    const Geometry& g, bool relu) {
+  const int64_t bv = BlockVecs(g.c), B = bv * kLanes, taps = g.kh * g.kw, c = g.c;
+  const std::vector<Task> tasks = Tasks(g, pool.num_threads());
+  const int64_t per_task = taps * (B + c);
+  std::vector<float> acc(tasks.size() * per_task, 0.0f);
+  ParallelFor(pool, tasks.size(), [&](int64_t k) {
+    const float* buf = Scratch(g, tasks[k], relu, x);
+    float* a = &acc[k * per_task];
+    WithBlockVecs(bv, [&](auto n) {
+      WgradBlocked<decltype(n)::value>(buf, dy, g, tasks[k], a, a + taps * B);
+    });
+  });
+  std::vector<double> sum(taps * c, 0.0);
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    const float* a = &acc[k * per_task];
+    for (int64_t tap = 0; tap < taps; ++tap) {
+      for (int64_t q = 0; q < B; ++q) sum[tap * c + q % c] += a[tap * B + q];
+      for (int64_t ch = 0; ch < c; ++ch) sum[tap * c + ch] += a[taps * B + tap * c + ch];
+    }
+  }
+  for (int64_t q = 0; q < taps * c; ++q) dw[q] = static_cast<float>(sum[q]);
+}
+
 ffi::Error DwConvImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                       ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t dilation,
                       int64_t pad_top, int64_t pad_left, int64_t relu) {
@@ -102,6 +316,10 @@ ffi::Error DwConvImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
   const float* xp = x.typed_data();
   const float* wp = w.typed_data();
   float* yp = y->typed_data();
+  if (Blocked(g)) {
+    DwConvBlocked(pool, xp, wp, yp, g, relu != 0);
+    return ffi::Error::Success();
+  }
   std::vector<float> wtile;
   if (g.s == 1) {
     const int64_t row = g.wo * g.c;
@@ -159,6 +377,10 @@ ffi::Error DwWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
              stride, dilation, pad_top, pad_left};
   const float* xp = x.typed_data();
   const float* dp = dy.typed_data();
+  if (Blocked(g)) {
+    DwWgradBlocked(pool, xp, dp, dw->typed_data(), g, relu != 0);
+    return ffi::Error::Success();
+  }
   const int64_t c = g.c, wo = g.wo, row = wo * c, taps = g.kh * g.kw;
   const int64_t rows = g.b * g.ho;
   const int64_t chunks = std::min<int64_t>(rows, std::max<int64_t>(1, pool.num_threads()));
