@@ -46,14 +46,15 @@ def _parse():
 
 def main():
     args = _parse()
-    cnn = os.path.join(args.darts, "cnn") if os.path.isdir(os.path.join(args.darts, "cnn")) else args.darts
+    cnn = os.path.join(args.darts, "cnn")
+    if not os.path.isdir(cnn):
+        cnn = args.darts
     if not os.path.isfile(os.path.join(cnn, "model.py")):
         sys.exit(f"--darts={args.darts}: no cnn/model.py there (want a checkout of quark0/darts)")
     sys.path.insert(0, cnn)
-    import torch  # noqa: PLC0415  (only this script needs torch)
-
     import genotypes  # noqa: PLC0415  (DARTS's own modules, from the checkout)
     import model as darts_model  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (only this script needs torch)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,7 +106,8 @@ def main():
         if cuda:
             peak, kind = torch.cuda.max_memory_allocated() / 2**20, "device peak allocated"
         else:
-            peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            kind = "process peak RSS"
         row = {
             "batch": batch,
             "images_per_s": batch / med,

@@ -107,12 +107,15 @@ def test_native_blocked_path_matches_lax(hwc, stride):
         pytest.skip(f"native kernels unavailable: {native.build_error()}")
     h, wd, c = hwc
     x = jax.random.normal(jax.random.PRNGKey(h * wd + c), (3, h, wd, c), jnp.float32)
-    ws = [jax.random.normal(jax.random.PRNGKey(k + d), (k, k, c), jnp.float32) / k
-          for k, d, _ in DARTS_CONVS]
+    ws = [
+        jax.random.normal(jax.random.PRNGKey(k + d), (k, k, c), jnp.float32) / k
+        for k, d, _ in DARTS_CONVS
+    ]
 
     def run(impl, x, ws):
         outs = []
         for (k, d, p), w in zip(DARTS_CONVS, ws):
+
             def conv(x, w, k=k, d=d, p=p):
                 if impl == "lax":
                     return _conv("lax", stride, d, p)(jax.nn.relu(x), w)

@@ -109,7 +109,7 @@ template <bool kSquare>
 void MeanPair(ffi::ThreadPool& pool, const float* u, const float* x, const Shape& s,
               float* out1, float* out2) {
   const int64_t c = s.c, tile = s.tile;
-  const int64_t chunks = Chunks(pool, s, 1);
+  const int64_t chunks = Chunks(pool, s, 8);
   std::vector<double> acc(s.g * chunks * 2 * tile, 0.0);
   ForChunks(pool, s, chunks, [&](int64_t task, int64_t g, int64_t lo, int64_t hi) {
     double* d1 = &acc[task * 2 * tile];
