@@ -24,7 +24,6 @@
 #include <memory>
 #include <mutex>
 #include <vector>
-#include <cstdlib>
 
 #include "parallel.h"
 #include "xla/ffi/api/ffi.h"
@@ -79,7 +78,6 @@ int64_t ParamStride(int64_t elements, const Shape& s) {
 int64_t Chunks(ffi::ThreadPool& pool, const Shape& s, int64_t per_thread) {
   const int64_t tiles = (s.m + s.tile_rows - 1) / s.tile_rows;
   if (s.g * s.m * s.c < kSmall) return 1;
-  if (getenv("JNAS_DBG_CHUNKS")) return atoi(getenv("JNAS_DBG_CHUNKS"));
   return std::max<int64_t>(1, std::min<int64_t>(per_thread * pool.num_threads(), tiles));
 }
 
