@@ -3,8 +3,6 @@
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -173,23 +171,13 @@ PMAP_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow  # 8-device subprocess, about 2 min cold on 2 cores
-def test_pmap_on_8_devices_equals_one_device(tmp_path, repo_root):
+def test_pmap_on_8_devices_equals_one_device(tmp_path, repo_root, run_script):
     script = PMAP_SCRIPT.format(
         tests=os.path.join(repo_root, "tests"),
         cache=os.environ.get("JNAS_COMPILATION_CACHE", ""),
         tmp=str(tmp_path),
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=repo_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    out = run_script(script, devices=8, timeout=900)
     one, many = out["none"], out["pmap"]
     assert one["res"]["steps"] == many["res"]["steps"] == 3
     for a, b in zip(one["params"], many["params"]):

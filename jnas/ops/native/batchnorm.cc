@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <vector>
 
 #include "parallel.h"
@@ -51,8 +52,6 @@ struct Shape {
   int64_t tile = 1, tile_rows = 1;
 };
 
-int64_t Gcd(int64_t a, int64_t b) { return b == 0 ? a : Gcd(b, a % b); }
-
 bool GetShape(ffi::Span<const int64_t> dims, int64_t rank, Shape* s) {
   const int64_t n = dims.size();
   if (rank < 1 || rank > n) return false;
@@ -62,7 +61,7 @@ bool GetShape(ffi::Span<const int64_t> dims, int64_t rank, Shape* s) {
   for (int64_t i = n - rank; i < n - 1; ++i) s->m *= dims[i];
   s->c = dims[n - 1];
   if (s->c < 1) return false;
-  const int64_t period = s->c / Gcd(s->c, 16) * 16;  // lcm(c, 16)
+  const int64_t period = std::lcm<int64_t>(s->c, 16);
   s->tile = period * ((256 + period - 1) / period);
   s->tile_rows = s->tile / s->c;
   return true;

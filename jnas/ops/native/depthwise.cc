@@ -24,6 +24,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -121,14 +122,12 @@ inline Vec Load(const float* p) {
 
 inline void Store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof(Vec)); }
 
-int64_t Gcd(int64_t a, int64_t b) { return b == 0 ? a : Gcd(b, a % b); }
-
 // Vectors per block for c channels (>= 8 independent FMA chains); 0 where one period
 // lcm(c, lanes) is over 16 vectors (the plain loops run). (Choosing, per row length, the
 // multiple that leaves the shortest tail, e.g. 2 blocks of 14 vectors for 28, made the
 // weight gradient 1.3-1.5x slower at 28x28x16.)
 int64_t BlockVecs(int64_t c) {
-  const int64_t period = c / Gcd(c, kLanes);  // lcm(c, kLanes) / kLanes
+  const int64_t period = std::lcm<int64_t>(c, kLanes) / kLanes;
   if (period > 16) return 0;
   return period * ((8 + period - 1) / period);
 }
