@@ -7,7 +7,8 @@ uses momentum 0.1 in PyTorch's sense (0.9 in Flax's) and epsilon 1e-5.
 
 Depthwise convolutions go through :func:`jnas.ops.depthwise.depthwise_conv2d`, which picks a
 formulation by backend (XLA's grouped convolution is slow on CPU). Pointwise (1x1)
-convolutions are plain matrix products. Pools are written as a max / sum over shifted slices,
+convolutions are matrix products (:func:`jnas.ops.pointwise.pointwise_conv`: a native weight
+gradient on CPU). Pools are written as a max / sum over shifted slices,
 rows first and then columns (both are separable), which XLA fuses into elementwise loops,
 and whose gradients are elementwise too.
 """
@@ -24,6 +25,7 @@ from jax import lax
 
 from jnas.ops.batchnorm import BatchNorm
 from jnas.ops.depthwise import depthwise_conv2d
+from jnas.ops.pointwise import pointwise_conv
 
 # torch.nn.Conv2d / nn.Linear default init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
 torch_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -45,7 +47,7 @@ class Conv2d(nn.Module):
         if (kh, kw) == (1, 1) and self.padding == (0, 0):
             kernel = self.param("kernel", torch_init, (1, 1, in_features, self.features))
             sh, sw = self.stride
-            return x[:, ::sh, ::sw, :] @ kernel[0, 0]
+            return pointwise_conv(x[:, ::sh, ::sw, :], kernel[0, 0])
         kernel = self.param("kernel", torch_init, (kh, kw, in_features, self.features))
         ph, pw = self.padding
         return lax.conv_general_dilated(

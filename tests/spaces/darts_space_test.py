@@ -89,7 +89,7 @@ def test_vmapped_edges_equal_looped_edges():
     x = jax.random.normal(jax.random.PRNGKey(2), (4, 8, 8, 3))
     looped = SearchNetwork(C=4, num_classes=5, layers=3, vmap_edges=False)
     vmapped = SearchNetwork(C=4, num_classes=5, layers=3, vmap_edges=True)
-    v_loop = jax.jit(looped.init)(jax.random.PRNGKey(1), x, w)
+    v_loop = looped.init(jax.random.PRNGKey(1), x, w)  # eager: jitted, ~2 min of compilation
     # Move each per-edge module's params into the stacked layout of the vmapped groups.
     v_vmap = jax.eval_shape(vmapped.init, jax.random.PRNGKey(1), x, w)
 
@@ -112,6 +112,7 @@ def test_vmapped_edges_equal_looped_edges():
         return out
 
     v2 = {c: restack(v_loop[c], v_vmap[c]) for c in v_loop}
-    y1, s1 = looped.apply(v_loop, x, w, mutable=["batch_stats"])
-    y2, s2 = vmapped.apply(v2, x, w, mutable=["batch_stats"])
+    # Jitted: one program each (eager, every op compiles on its own: minutes on a cold cache).
+    y1, s1 = jax.jit(lambda v: looped.apply(v, x, w, mutable=["batch_stats"]))(v_loop)
+    y2, s2 = jax.jit(lambda v: vmapped.apply(v, x, w, mutable=["batch_stats"]))(v2)
     np.testing.assert_allclose(y1, y2, rtol=1e-4, atol=1e-5)

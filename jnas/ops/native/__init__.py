@@ -1,15 +1,16 @@
 """Native CPU kernels (XLA FFI custom calls), compiled on first use.
 
 XLA's CPU backend emits slow code for the per-tap loops of depthwise convolutions (the weight
-gradient above all: a column reduction per tap, 5-10x below memory bandwidth) and for batch
-norm's per-channel broadcasts and reductions (about a fifth of memory bandwidth). The kernels in
-``depthwise.cc`` and ``batchnorm.cc`` read each input once per pass. They are C++ built against
-the XLA FFI headers that ship
-with jaxlib, on first use, with the machine's C++ compiler (``g++ -O3 -march=native``), and
-cached under ``$JNAS_NATIVE_CACHE`` (default ``~/.cache/jnas/native``), keyed by the source,
-the compiler, jaxlib and the CPU's feature flags. Where no compiler is found, the build fails,
-or ``JNAS_NATIVE=0`` is set, :func:`available` is False and callers use their pure-XLA path
-(same results to float rounding; slower).
+gradient above all: a column reduction per tap, 5-10x below memory bandwidth), for batch
+norm's per-channel broadcasts and reductions (about a fifth of memory bandwidth) and for the
+weight gradient of 1x1 convolutions (a transposing copy, then Eigen). The kernels in
+``depthwise.cc``, ``batchnorm.cc`` and ``pointwise.cc`` read each input once per pass. They
+are C++ built against the XLA FFI headers that ship with jaxlib, on first use, with the
+machine's C++ compiler (``g++ -O3 -march=native``), and cached under ``$JNAS_NATIVE_CACHE``
+(default ``~/.cache/jnas/native``), keyed by the source, the compiler, jaxlib and the CPU's
+feature flags. Where no compiler is found, the build fails, or ``JNAS_NATIVE=0`` is set,
+:func:`available` is False and callers use their pure-XLA path (same results to float
+rounding; slower).
 
 Depthwise targets (CPU, float32, NHWC; ``xd`` is the input zero-padded by (top, left) =
 (pt, pl) attributes, read in place, and as far below and right as the output's size needs):
@@ -24,6 +25,11 @@ instance, see :mod:`jnas.ops.batchnorm`):
 * ``jnas_bn_dsums``: ``(u, x) -> (E u, E u*x)``
 * ``jnas_bn_affine``: ``(x, a, b) -> a*x + b``
 * ``jnas_bn_affine2``: ``(u, v, p, q, r) -> p*u + q*v + r``
+
+Pointwise (1x1) convolution target (``pointwise.cc``; float32, channels last):
+
+* ``jnas_pw_wgrad``: ``(x [..., ci], dy [..., co]) -> dw[i, o] = sum_m x[m, i] dy[m, o]``
+  over all leading positions ``m`` (``max(x, 0)`` with ``relu``)
 """
 
 from __future__ import annotations
@@ -50,9 +56,10 @@ __all__ = [
     "build_error",
     "dw_conv",
     "dw_wgrad",
+    "pw_wgrad",
 ]
 
-_SRCS = tuple(Path(__file__).with_name(f) for f in ("depthwise.cc", "batchnorm.cc"))
+_SRCS = tuple(Path(__file__).with_name(f) for f in ("depthwise.cc", "batchnorm.cc", "pointwise.cc"))
 _HEADERS = (Path(__file__).with_name("parallel.h"),)
 _TARGETS = {
     "jnas_dw_conv": "JnasDwConv",
@@ -61,6 +68,7 @@ _TARGETS = {
     "jnas_bn_dsums": "JnasBnDsums",
     "jnas_bn_affine": "JnasBnAffine",
     "jnas_bn_affine2": "JnasBnAffine2",
+    "jnas_pw_wgrad": "JnasPwWgrad",
 }
 _error: str | None = None
 
@@ -245,3 +253,14 @@ def bn_affine2(u, v, p, q, r) -> jax.Array:
         "jnas_bn_affine2", jax.ShapeDtypeStruct(u.shape, u.dtype), vmap_method="broadcast_all"
     )
     return call(u, v, p, q, r, rank=np.int64(u.ndim))
+
+
+def pw_wgrad(x: jax.Array, dy: jax.Array, relu: bool = False) -> jax.Array:
+    """``dw[i, o] = sum_m xr[m, i] * dy[m, o]`` over all leading positions ``m`` of ``x``
+    ``[..., ci]`` and ``dy`` ``[..., co]``; ``xr`` = ``x`` (``max(x, 0)`` with ``relu``)."""
+    call = jax.ffi.ffi_call(
+        "jnas_pw_wgrad",
+        jax.ShapeDtypeStruct((x.shape[-1], dy.shape[-1]), x.dtype),
+        vmap_method="broadcast_all",  # one call over all vmapped instances (groups)
+    )
+    return call(x, dy, rank=np.int64(x.ndim), relu=np.int64(relu))
