@@ -191,6 +191,25 @@ def test_drop_path_zero_equals_deterministic_path():
     np.testing.assert_array_equal(np.asarray(drop_path(x, 0.0, jax.random.key(0))), np.asarray(x))
 
 
+def test_drop_path_scales_one_draw_per_cell_independent_per_path():
+    # A cell draws all its paths' factors at once: independent rows, E = 1, values 0 or 1/keep.
+    f = np.asarray(cells.drop_path_scales(0.4, jax.random.key(1), 7, 5000))
+    assert f.shape == (7, 5000)
+    assert np.all(np.isclose(f, 0.0) | np.isclose(f, 1 / 0.6))
+    np.testing.assert_allclose(f.mean(axis=1), 1.0, atol=0.05)
+    kept = f > 0
+    agree = [(kept[i] == kept[j]).mean() for i in range(7) for j in range(i + 1, 7)]
+    assert max(agree) < 0.6  # independent: P(agree) = 0.6^2 + 0.4^2 = 0.52
+    # Under pmap the global-batch draw is sliced: the slices tile the one-device draw.
+    devices = jax.local_device_count()
+    g = jax.pmap(
+        lambda _: cells.drop_path_scales(0.4, jax.random.key(1), 3, 4, axis_name="d"),
+        axis_name="d",
+    )(jnp.zeros(devices))
+    whole = cells.drop_path_scales(0.4, jax.random.key(1), 3, 4 * devices)
+    np.testing.assert_array_equal(np.concatenate(list(np.asarray(g)), axis=1), np.asarray(whole))
+
+
 def test_drop_path_preserves_expectation_and_spares_identity():
     x = jnp.ones((20000, 1, 1, 2))
     y = drop_path(x, 0.3, jax.random.key(0))
