@@ -21,7 +21,8 @@ def _rand(shape, seed):
 
 # Channel counts around the vector width (8 or 16 lanes), the panel width (6 vectors) and the
 # register tile's rows (4-12), and the DARTS network's shapes; rows below and above one block;
-# vectors along dy's channels (36x36: 8 lanes) and along x's (144x36, 17x36: 16 lanes, swapped).
+# vectors along dy's channels (36x36, 288x72: 16 lanes, padded; 7x3: 8 lanes, swapped) and along
+# x's (144x36, 36x18, 13x17: 16 lanes, swapped).
 @pytest.mark.parametrize(
     "lead,ci,co",
     [
@@ -37,6 +38,7 @@ def _rand(shape, seed):
         ((3, 3, 3), 17, 36),
         ((700,), 9, 16),
         ((3,), 40, 200),
+        ((2, 4, 4), 288, 72),
     ],
 )
 @pytest.mark.parametrize("relu", [False, True])

@@ -81,8 +81,10 @@ void Tile(const float* x, int64_t ldx, const float* d, int64_t ldd, int64_t rows
     for (int v = 0; v < P; ++v) dv[v] = Load<V>(d + m * ldd + v * L);
     const float* xm = x + m * ldx;
     for (int r = 0; r < R; ++r) {
-      const V xb = V{} + In<kRelu>(xm[r]);
-      for (int v = 0; v < P; ++v) a[r][v] += xb * dv[v];
+      // A scalar times a vector: a broadcast (V{} + s would add +0.0f first, which the
+      // compiler must keep: it turns -0.0f into +0.0f).
+      const float xs = In<kRelu>(xm[r]);
+      for (int v = 0; v < P; ++v) a[r][v] += xs * dv[v];
     }
   }
   for (int r = 0; r < R; ++r)
@@ -165,24 +167,29 @@ struct Plan {
 
 int64_t PadTo(int64_t n, int64_t lanes) { return (n + lanes - 1) / lanes * lanes; }
 
-// The fewest padded multiply-adds: vectors along whichever of ci, co pads less, and 8-float
-// vectors where 16 would pad more (e.g. 36 channels: 40 against 48). On the 2-core AMD EPYC
-// (Zen 4) of the project machines a 16-float FMA costs two 8-float ones, so fewer padded lanes
-// is the whole story; JNAS_PW_LANES=16 or 8 forces a width (for machines where it is not).
+// The fewest padded multiply-adds, weighted by what the tiles cost beyond them. Measured on the
+// 2-core AMD EPYC (Zen 4) of the project machines, one thread, the DARTS network's shapes: a
+// 16-float FMA costs two 8-float ones, but 8-float tiles do half the work per load (x1.3), and
+// vectors along x's channels (swapped: the wide operand copied, few rows per block) ran at
+// 55-75% of the unswapped speed where neither pads (288x72: 53 against 95 GFLOP/s; x1.25). So
+// 144x36 takes 16-float vectors along x's 144 channels (66 against 56 GFLOP/s as 5 x 8 along
+// the 36) and 288x72 80 padded columns of dy. JNAS_PW_LANES=16 or 8 forces a width.
 Plan Choose(int64_t ci, int64_t co) {
   static const int64_t forced = [] {
     const char* force = std::getenv("JNAS_PW_LANES");
     return force ? std::atoi(force) : 0;
   }();
   Plan best{8, false};
-  int64_t best_cost = -1;
+  double best_cost = -1;
   for (int64_t lanes : {16, 8}) {
 #if !defined(__AVX512F__)
     if (lanes == 16) continue;
 #endif
     if (forced && lanes != forced) continue;
     for (bool swap : {false, true}) {
-      const int64_t cost = swap ? PadTo(ci, lanes) * co : ci * PadTo(co, lanes);
+      double cost = static_cast<double>(swap ? PadTo(ci, lanes) * co : ci * PadTo(co, lanes));
+      if (lanes == 8) cost *= 1.3;
+      if (swap) cost *= 1.25;
       if (best_cost < 0 || cost < best_cost) best = {lanes, swap}, best_cost = cost;
     }
   }
