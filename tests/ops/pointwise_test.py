@@ -19,10 +19,11 @@ def _rand(shape, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-# Channel counts around the vector width (8 or 16 lanes), the panel width (6 vectors) and the
+# Channel counts around the vector width (8 or 16 lanes), the panel width (5 vectors) and the
 # register tile's rows (4-12), and the DARTS network's shapes; rows below and above one block;
-# vectors along dy's channels (36x36, 288x72: 16 lanes, padded; 7x3: 8 lanes, swapped) and along
-# x's (144x36, 36x18, 13x17: 16 lanes, swapped).
+# vectors (8 lanes by default here; 16 in test_forced_vector_width) along dy's channels, whole
+# (288x72) or with a partial last vector (36x36, 25x97), and along x's (swapped: 144x36, 7x3,
+# 13x17); several panels (40x200, 288x72).
 @pytest.mark.parametrize(
     "lead,ci,co",
     [

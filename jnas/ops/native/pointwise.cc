@@ -9,10 +9,10 @@
 // leading, long axis) by first transposing dy into a [co, m] copy and then calling Eigen: on
 // the DARTS evaluation network (20 cells, batch 32) that copy and the dot took ~0.5 s of the
 // step's ~2.8 s of CPU time. Here each thread accumulates its rows' outer products in
-// registers: a tile of R input channels times P vectors of output channels, the rows of dy
-// read from a zero-padded copy of a block of rows (~32 KB, so the copy stays in cache while
-// every tile reads it), x read in place. Rows are split over XLA's intra-op thread pool; per-task partial sums are added in
-// double precision.
+// registers: a tile of R input channels times P vectors of output channels over a block of
+// rows (~32 KB of dy, which stays in cache while every tile reads it); both operands read in
+// place but for each row's last, partial vector of dy, copied zero-padded. Rows are split
+// over XLA's intra-op thread pool; per-task partial sums are added in double precision.
 
 #include <algorithm>
 #include <cstdint>
@@ -62,23 +62,37 @@ inline float In(float v) {
 }
 
 // Register tile: R rows (input channels) x P vectors (output channels): R * P accumulators,
-// P loads and a broadcast within the vector registers.
-constexpr int kMaxP = kRegs >= 32 ? 6 : 4;
+// P loads and a broadcast within the vector registers. At most 5 vectors: a 4 x 6 tile (31 of
+// the 32 registers live) ran at 55-60 GFLOP/s per thread where 5 x 5 and 6 x 4 tiles ran at
+// 100-105 (288x144 and 576x144, on the project machines' Zen 4).
+constexpr int kMaxP = kRegs >= 32 ? 5 : 4;
 constexpr int TileRows(int p) { return std::min(12, std::max(1, (kRegs - p - 2) / p)); }
 
-// acc[r * ld + v * lanes ...] += sum over the block's rows of x[row, r] * d[row, v-th vector].
-// x: the block's first row of x at this tile's first channel (row stride ldx); d: the padded
-// copy of the block's dy rows at this panel's first vector (row stride ldd).
-template <typename V, int R, int P, bool kRelu>
-void Tile(const float* x, int64_t ldx, const float* d, int64_t ldd, int64_t rows, float* acc,
-          int64_t ld) {
+// The block's rows of the vector operand: P vectors per row read in place from d (row stride
+// ldd); with kTail, the last one from t instead (row stride one vector: the row's last,
+// partial vector, copied and zero-padded).
+struct Src {
+  const float* d;
+  int64_t ldd;
+  const float* t;
+};
+
+// acc[r * ld + v * lanes ...] += sum over the block's rows of x[row, r] * src[row, v-th vector].
+// x: the block's first row of x at this tile's first channel (row stride ldx); src: the
+// block's rows of dy from this panel's first vector.
+template <typename V, int R, int P, bool kRelu, bool kTail>
+void Tile(const float* x, int64_t ldx, const Src& src, int64_t rows, float* acc, int64_t ld) {
   constexpr int64_t L = Lanes<V>();
   V a[R][P];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < P; ++v) a[r][v] = V{};
+  const float* d = src.d;
+  const float* t = src.t;
+  const int64_t ldd = src.ldd;
   for (int64_t m = 0; m < rows; ++m) {
     V dv[P];
-    for (int v = 0; v < P; ++v) dv[v] = Load<V>(d + m * ldd + v * L);
+    for (int v = 0; v < P; ++v)
+      dv[v] = (kTail && v == P - 1) ? Load<V>(t + m * L) : Load<V>(d + m * ldd + v * L);
     const float* xm = x + m * ldx;
     for (int r = 0; r < R; ++r) {
       // A scalar times a vector: a broadcast (V{} + s would add +0.0f first, which the
@@ -95,71 +109,82 @@ void Tile(const float* x, int64_t ldx, const float* d, int64_t ldd, int64_t rows
 }
 
 // The remaining rows (< TileRows(P)) of a panel in one tile.
-template <typename V, int P, bool kRelu, int R = TileRows(P)>
-void TileTail(int tail, const float* x, int64_t ldx, const float* d, int64_t ldd, int64_t rows,
-              float* acc, int64_t ld) {
+template <typename V, int P, bool kRelu, bool kTail, int R = TileRows(P)>
+void TileTail(int tail, const float* x, int64_t ldx, const Src& src, int64_t rows, float* acc,
+              int64_t ld) {
   if constexpr (R > 1) {
-    if (tail == R - 1) return Tile<V, R - 1, P, kRelu>(x, ldx, d, ldd, rows, acc, ld);
-    return TileTail<V, P, kRelu, R - 1>(tail, x, ldx, d, ldd, rows, acc, ld);
+    if (tail == R - 1) return Tile<V, R - 1, P, kRelu, kTail>(x, ldx, src, rows, acc, ld);
+    return TileTail<V, P, kRelu, kTail, R - 1>(tail, x, ldx, src, rows, acc, ld);
   }
 }
 
-template <typename V, int P, bool kRelu>
-void Panel(int64_t ci, const float* x, int64_t ldx, const float* d, int64_t ldd, int64_t rows,
-           float* acc, int64_t ld) {
+template <typename V, int P, bool kRelu, bool kTail>
+void Panel(int64_t ci, const float* x, int64_t ldx, const Src& src, int64_t rows, float* acc,
+           int64_t ld) {
   constexpr int R = TileRows(P);
   int64_t i = 0;
-  for (; i + R <= ci; i += R) Tile<V, R, P, kRelu>(x + i, ldx, d, ldd, rows, acc + i * ld, ld);
+  for (; i + R <= ci; i += R)
+    Tile<V, R, P, kRelu, kTail>(x + i, ldx, src, rows, acc + i * ld, ld);
   if (i < ci)
-    TileTail<V, P, kRelu>(static_cast<int>(ci - i), x + i, ldx, d, ldd, rows, acc + i * ld, ld);
+    TileTail<V, P, kRelu, kTail>(static_cast<int>(ci - i), x + i, ldx, src, rows, acc + i * ld,
+                                 ld);
 }
 
-template <typename V, bool kRelu, int P = 1>
-void PanelP(int p, int64_t ci, const float* x, int64_t ldx, const float* d, int64_t ldd,
-            int64_t rows, float* acc, int64_t ld) {
-  if (p == P || P == kMaxP) return Panel<V, P, kRelu>(ci, x, ldx, d, ldd, rows, acc, ld);
-  if constexpr (P < kMaxP) PanelP<V, kRelu, P + 1>(p, ci, x, ldx, d, ldd, rows, acc, ld);
+template <typename V, bool kRelu, bool kTail, int P = 1>
+void PanelP(int p, int64_t ci, const float* x, int64_t ldx, const Src& src, int64_t rows,
+            float* acc, int64_t ld) {
+  if (p == P || P == kMaxP) return Panel<V, P, kRelu, kTail>(ci, x, ldx, src, rows, acc, ld);
+  if constexpr (P < kMaxP) PanelP<V, kRelu, kTail, P + 1>(p, ci, x, ldx, src, rows, acc, ld);
 }
 
-// The row stride of the padded dy copy (and of the accumulators) for co columns.
+// The accumulators' row stride for co columns: whole vectors.
 template <typename V>
 int64_t Padded(int64_t co) {
   return (co + Lanes<V>() - 1) / Lanes<V>() * Lanes<V>();
 }
 
 // acc [ci][Padded(co)] += x[m0:m1]^T dy[m0:m1], block of rows by block of rows. x is [m][ldx]
-// (its first ci columns are used), dy [m][ldy] (its first co columns); relu on x.
+// (its first ci columns are used), dy [m][ldy] (its first co columns); relu on x. dy is read
+// in place but for each row's last, partial vector, which is copied into a zero-padded
+// buffer (a copy of the whole block, padded, cost 2.6 % of the DARTS step's CPU time).
 template <typename V, bool kRelu>
 void Rows(const float* x, int64_t ldx, const float* dy, int64_t ldy, int64_t ci, int64_t co,
           int64_t m0, int64_t m1, float* acc) {
   constexpr int64_t L = Lanes<V>();
-  const int64_t ldd = Padded<V>(co), nv = ldd / L;
-  // A block of padded dy rows of ~32 KB (measured: 8-128 KB within noise of each other, x
-  // read in place); each tile's accumulators are loaded and stored once per block.
-  const int64_t block = std::clamp<int64_t>(32768 / 4 / ldd, 16, 512);
+  const int64_t ld = Padded<V>(co), nv = ld / L, full = co / L, rem = co - full * L;
+  // Blocks of ~32 KB of dy rows (measured: 8-128 KB within noise of each other); each tile's
+  // accumulators are loaded and stored once per block.
+  const int64_t block = std::clamp<int64_t>(32768 / 4 / ld, 16, 512);
   thread_local std::vector<float> buf;
-  if (buf.size() < static_cast<size_t>(block * ldd)) buf.resize(block * ldd);
-  float* d = buf.data();
+  if (rem) {
+    buf.assign(block * L, 0.0f);  // lanes past rem stay zero
+  }
+  float* t = buf.data();
   // Panels of at most kMaxP vectors, as equal as possible.
   const int64_t panels = (nv + kMaxP - 1) / kMaxP;
   for (int64_t m = m0; m < m1; m += block) {
     const int64_t rows = std::min(block, m1 - m);
-    for (int64_t r = 0; r < rows; ++r) {
-      std::memcpy(d + r * ldd, dy + (m + r) * ldy, sizeof(float) * co);
-      std::fill(d + r * ldd + co, d + (r + 1) * ldd, 0.0f);
-    }
+    if (rem)
+      for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(t + r * L, dy + (m + r) * ldy + full * L, sizeof(float) * rem);
     int64_t v0 = 0;
     for (int64_t k = 0; k < panels; ++k) {
       const int64_t v1 = nv * (k + 1) / panels;
-      PanelP<V, kRelu>(static_cast<int>(v1 - v0), ci, x + m * ldx, ldx, d + v0 * L, ldd, rows,
-                       acc + v0 * L, ldd);
+      const Src src{dy + m * ldy + v0 * L, ldy, t};
+      const float* xb = x + m * ldx;
+      if (rem && k + 1 == panels)
+        PanelP<V, kRelu, true>(static_cast<int>(v1 - v0), ci, xb, ldx, src, rows, acc + v0 * L,
+                               ld);
+      else
+        PanelP<V, kRelu, false>(static_cast<int>(v1 - v0), ci, xb, ldx, src, rows,
+                                acc + v0 * L, ld);
       v0 = v1;
     }
   }
 }
 
 // How one product is computed: with vectors of `lanes` floats along the columns of `cols`
-// (x or dy: the operand read from the padded copy), the other operand broadcast.
+// (x or dy: the vector operand), the other operand broadcast.
 struct Plan {
   int64_t lanes;
   bool swap;  // vectors along x's channels (dw^T is accumulated, transposed at the end)
@@ -168,12 +193,12 @@ struct Plan {
 int64_t PadTo(int64_t n, int64_t lanes) { return (n + lanes - 1) / lanes * lanes; }
 
 // The fewest padded multiply-adds, weighted by what the tiles cost beyond them. Measured on the
-// 2-core AMD EPYC (Zen 4) of the project machines, one thread, the DARTS network's shapes: a
-// 16-float FMA costs two 8-float ones, but 8-float tiles do half the work per load (x1.3), and
-// vectors along x's channels (swapped: the wide operand copied, few rows per block) ran at
-// 55-75% of the unswapped speed where neither pads (288x72: 53 against 95 GFLOP/s; x1.25). So
-// 144x36 takes 16-float vectors along x's 144 channels (66 against 56 GFLOP/s as 5 x 8 along
-// the 36) and 288x72 80 padded columns of dy. JNAS_PW_LANES=16 or 8 forces a width.
+// 2-core AMD EPYC (Zen 4) of the project machines, one thread, the DARTS network's shapes:
+// 8-float vectors ran 0-12 % faster than 16-float ones at the same padding (a 16-float FMA
+// costs two 8-float ones there; x1.1 for 16), and vectors along x's channels (swapped) up to
+// 10 % slower where neither pads (x1.05). So 36x36 takes 5 x 8 floats along dy's channels
+// (85 GFLOP/s, against 76 as 3 x 16) and 144x36 is swapped (100 against 91). Where a 16-float
+// FMA is as cheap as an 8-float one (other AVX-512 machines), JNAS_PW_LANES=16 forces it.
 Plan Choose(int64_t ci, int64_t co) {
   static const int64_t forced = [] {
     const char* force = std::getenv("JNAS_PW_LANES");
@@ -188,8 +213,8 @@ Plan Choose(int64_t ci, int64_t co) {
     if (forced && lanes != forced) continue;
     for (bool swap : {false, true}) {
       double cost = static_cast<double>(swap ? PadTo(ci, lanes) * co : ci * PadTo(co, lanes));
-      if (lanes == 8) cost *= 1.3;
-      if (swap) cost *= 1.25;
+      if (lanes == 16) cost *= 1.1;
+      if (swap) cost *= 1.05;
       if (best_cost < 0 || cost < best_cost) best = {lanes, swap}, best_cost = cost;
     }
   }
