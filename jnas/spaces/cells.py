@@ -167,18 +167,19 @@ class Cell(nn.Module):
         ]
         # Drop-path on every op but the identities (as the DARTS code): one draw per cell.
         dropped = [k for k, op in enumerate(ops) if not isinstance(op, Identity)]
+        row = {k: i for i, k in enumerate(dropped)}  # op k's row of the drop-path factors
         scales = None
-        if train and not _is_zero(drop_path_prob) and dropped:
+        if train and not _is_zero(drop_path_prob) and row:
             scales = drop_path_scales(
-                drop_path_prob, self.make_rng("dropout"), len(dropped), s1.shape[0], axis, s1.dtype
+                drop_path_prob, self.make_rng("dropout"), len(row), s1.shape[0], axis, s1.dtype
             )
         states = [s0, s1]
         for node in range(len(edges) // 2):
             total = None
             for k in (2 * node, 2 * node + 1):
                 h = ops[k](states[edges[k][1]], train)
-                if scales is not None and k in dropped:
-                    h = h * scales[dropped.index(k)][:, None, None, None]
+                if scales is not None and k in row:
+                    h = h * scales[row[k]][:, None, None, None]
                 total = h if total is None else total + h
             states.append(total)
         return jnp.concatenate([states[i] for i in concat], axis=-1)

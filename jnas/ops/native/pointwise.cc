@@ -137,13 +137,10 @@ void PanelP(int p, int64_t ci, const float* x, int64_t ldx, const Src& src, int6
   if constexpr (P < kMaxP) PanelP<V, kRelu, kTail, P + 1>(p, ci, x, ldx, src, rows, acc, ld);
 }
 
-// The accumulators' row stride for co columns: whole vectors.
-template <typename V>
-int64_t Padded(int64_t co) {
-  return (co + Lanes<V>() - 1) / Lanes<V>() * Lanes<V>();
-}
+// n rounded up to whole vectors of `lanes` floats (the accumulators' row stride).
+int64_t PadTo(int64_t n, int64_t lanes) { return (n + lanes - 1) / lanes * lanes; }
 
-// acc [ci][Padded(co)] += x[m0:m1]^T dy[m0:m1], block of rows by block of rows. x is [m][ldx]
+// acc [ci][PadTo(co, L)] += x[m0:m1]^T dy[m0:m1], block of rows by block of rows. x is [m][ldx]
 // (its first ci columns are used), dy [m][ldy] (its first co columns); relu on x. dy is read
 // in place but for each row's last, partial vector, which is copied into a zero-padded
 // buffer (a copy of the whole block, padded, cost 2.6 % of the DARTS step's CPU time).
@@ -151,7 +148,7 @@ template <typename V, bool kRelu>
 void Rows(const float* x, int64_t ldx, const float* dy, int64_t ldy, int64_t ci, int64_t co,
           int64_t m0, int64_t m1, float* acc) {
   constexpr int64_t L = Lanes<V>();
-  const int64_t ld = Padded<V>(co), nv = ld / L, full = co / L, rem = co - full * L;
+  const int64_t ld = PadTo(co, L), nv = ld / L, full = co / L, rem = co - full * L;
   // Blocks of ~32 KB of dy rows (measured: 8-128 KB within noise of each other); each tile's
   // accumulators are loaded and stored once per block.
   const int64_t block = std::clamp<int64_t>(32768 / 4 / ld, 16, 512);
@@ -189,8 +186,6 @@ struct Plan {
   int64_t lanes;
   bool swap;  // vectors along x's channels (dw^T is accumulated, transposed at the end)
 };
-
-int64_t PadTo(int64_t n, int64_t lanes) { return (n + lanes - 1) / lanes * lanes; }
 
 // The fewest padded multiply-adds, weighted by what the tiles cost beyond them. Measured on the
 // 2-core AMD EPYC (Zen 4) of the project machines, one thread, the DARTS network's shapes:
