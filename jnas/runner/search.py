@@ -37,6 +37,7 @@ import numpy as np
 
 from jnas import data as jdata
 from jnas.ops import xla_cpu
+from jnas.runner.data import load_search_data, make_prepare, normalize_only
 from jnas.runner.checkpoint import Checkpointer, write_json
 from jnas.runner.progress import Progress
 from jnas.runner.writers import MetricWriter
@@ -47,42 +48,6 @@ AXIS = "batch"
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the last checkpoint is left untouched."""
-
-
-def load_search_data(config: ml_collections.ConfigDict):
-    """The DARTS search split: the train split halved into search-train and search-val."""
-    d = config.data
-    info = jdata.get_dataset_info(d.name)
-    images, labels = jdata.load_arrays(d.name, "train", data_dir=d.data_dir, source=d.source)
-    (tx, ty), (vx, vy) = jdata.split_train_val(
-        images, labels, fraction=d.train_portion, limit=d.limit or None
-    )
-    return info, (tx, ty), (vx, vy)
-
-
-def make_prepare(info, config: ml_collections.ConfigDict):
-    """``(key, batch) -> batch`` with the DARTS search augmentation (crop, flip, normalise)."""
-    flip = info.flip if config.data.flip is None else config.data.flip
-
-    def prepare(key, images, labels):
-        x = jdata.augment_batch(
-            key,
-            images,
-            mean=info.mean,
-            std=info.std,
-            crop_padding=config.data.crop_padding,
-            flip=flip,
-        )
-        return {"image": x, "label": labels}
-
-    return prepare
-
-
-def _normalize_only(info):
-    def prepare(images, labels):
-        return {"image": jdata.normalize(images, info.mean, info.std), "label": labels}
-
-    return prepare
 
 
 class _Steps:
@@ -215,7 +180,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
             **({"carry": carry} if staged else {}),
         )
         steps = _Steps(
-            searcher, make_prepare(info, config), _normalize_only(info), parallel, config.seed
+            searcher, make_prepare(info, config), normalize_only(info), parallel, config.seed
         )
         key = jax.random.PRNGKey(config.seed)
         return (
