@@ -59,8 +59,8 @@ import ml_collections
 import numpy as np
 
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
-from jnas.runner.progress import Progress
 from jnas.runner.data import load_search_data
+from jnas.runner.progress import Progress
 from jnas.runner.writers import MetricWriter
 from jnas.spaces import nasrl
 from jnas.spaces.discrete import ArchitectureError

@@ -15,7 +15,6 @@ import jax
 import numpy as np
 
 from jnas import data as jdata
-from jnas.ops import xla_cpu
 
 AXIS = "batch"
 MODES = ("none", "pmap")

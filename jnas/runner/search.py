@@ -37,8 +37,8 @@ import numpy as np
 
 from jnas import data as jdata
 from jnas.ops import xla_cpu
-from jnas.runner.data import load_search_data, make_prepare, normalize_only
 from jnas.runner.checkpoint import Checkpointer, write_json
+from jnas.runner.data import load_search_data, make_prepare, normalize_only
 from jnas.runner.progress import Progress
 from jnas.runner.writers import MetricWriter
 from jnas.strategies import get_gradient_strategy
