@@ -22,23 +22,29 @@ def repo_root() -> str:
     return REPO
 
 
+SCRIPTS = os.path.join(REPO, "tests", "scripts")
+
+
 @pytest.fixture
 def run_script(repo_root):
-    """``run_script(code, devices=None, env=None, timeout=300)``: run ``python -c code`` in a
-    fresh process (with ``devices`` host CPU devices) and return the JSON it printed after
-    ``RESULT``; a failing script fails the test with its stderr."""
+    """``run_script(name, *args, devices=None, env=None, timeout=300)``: run the script
+    ``tests/scripts/<name>`` with ``args`` in a fresh process (with ``devices`` host CPU
+    devices), from the repository root, and return the JSON it printed after ``RESULT``; a
+    failing script fails the test with its stderr."""
     import json
     import subprocess
     import sys
 
-    def run(code: str, devices: int | None = None, env: dict | None = None, timeout: int = 300):
+    def run(name: str, *args, devices=None, env: dict | None = None, timeout: int = 300):
         full_env = dict(os.environ, **(env or {}))
         if devices is not None:
             full_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        path = os.path.join(SCRIPTS, name)
+        assert os.path.isfile(path), f"no test script {path}"
         proc = subprocess.run(
-            [sys.executable, "-c", code],
+            [sys.executable, path, *map(str, args)],
             cwd=repo_root,
-            env=full_env,
+            env=dict(full_env, PYTHONPATH=repo_root),
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -195,47 +193,10 @@ def test_fallback_is_flax(monkeypatch, data):
     assert not batchnorm.native_applies(x.astype(jnp.bfloat16))
 
 
-PMAP_SCRIPT = textwrap.dedent(
-    """
-    import json, jax, jax.numpy as jnp, numpy as np
-    from jnas.ops.layers import batch_norm
-    bn = batch_norm(True, "batch")
-    x = 2.0 * jax.random.normal(jax.random.PRNGKey(0), (16, 4, 4, 5)) + 1.0
-    t = jax.random.normal(jax.random.PRNGKey(1), x.shape)
-    v = bn.init(jax.random.PRNGKey(0), x, use_running_average=False)
-    v = dict(v, params={"scale": jnp.linspace(0.5, 2.0, 5), "bias": jnp.arange(5.0)})
-
-    def loss(v, x, t):
-        y, upd = bn.apply(v, x, use_running_average=False, mutable=["batch_stats"])
-        return jnp.sum(jnp.sin(y) * t), upd
-
-    def step(v, x, t):
-        (l, upd), g = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(v, x, t)
-        return jax.lax.psum(l, "batch"), upd, jax.lax.psum(g[0], "batch"), g[1]
-
-    n = jax.local_device_count()
-    sh = lambda a: a.reshape(n, -1, *a.shape[1:])
-    rep = jax.tree.map(lambda a: jnp.stack([a] * n), v)
-    l, upd, gv, gx = jax.pmap(step, axis_name="batch")(rep, sh(x), sh(t))
-    bn1 = batch_norm(True, None)
-    def loss1(v, x, t):
-        y, upd = bn1.apply(v, x, use_running_average=False, mutable=["batch_stats"])
-        return jnp.sum(jnp.sin(y) * t), upd
-    (l1, upd1), g1 = jax.value_and_grad(loss1, argnums=(0, 1), has_aux=True)(v, x, t)
-    err = lambda a, b: max(float(jnp.max(jnp.abs(p - q))) for p, q in
-                           zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    print("RESULT" + json.dumps(dict(
-        devices=n, loss=err(l[0], l1), stats=err(jax.tree.map(lambda a: a[0], upd), upd1),
-        grad_params=err(jax.tree.map(lambda a: a[0], gv), g1[0]),
-        grad_x=err(gx.reshape(x.shape), g1[1]))))
-    """
-)
-
-
 def test_pmap_statistics_and_gradients_equal_one_device(run_script):
     """Under pmap the batch statistics (and their gradient terms) are averaged over devices:
     8 devices x 2 images give the single-device result on all 16."""
-    out = run_script(PMAP_SCRIPT, devices=8)
+    out = run_script("batchnorm_pmap.py", devices=8)
     assert out.pop("devices") == 8
     for key, err in out.items():
         assert err < 1e-4, (key, err)
