@@ -14,8 +14,16 @@ Two kinds of strategy, both registered in :data:`STRATEGIES` with their ``kind``
   Everything is pure and jit-compatible; ``params`` values are traced (a sweep over them
   neither recompiles nor needs a new object), shapes (population, hidden sizes) are static
   attributes. Member ``i`` of a population is drawn with ``fold_in(key, i)``. A non-finite
-  reward leaves the state unchanged inside jit; host loops check rewards first. Host loops
-  and tabular scans take any object of this shape, registered or not.
+  reward leaves the state unchanged inside jit (the whole ``tell``: the state comes back
+  as it was); host loops check rewards first with :func:`check_reward`. Host loops and
+  tabular scans take any object of this shape, registered or not.
+
+  A config section holds a strategy's options; :meth:`DiscreteStrategy.from_config` (or
+  :func:`make_strategy`, which also takes a registered name) splits them into the static
+  constructor options the class lists in ``STATIC`` and the fields of its params::
+
+      strategy, params = make_strategy("reinforce", spec, population_size=8,
+                                       section={"learning_rate": 6e-4, "hidden_size": 35})
 * **gradient** (one-shot: DARTS, GDAS, ...): see :mod:`jnas.strategies.oneshot`.
 
 A strategy module registers itself::
@@ -28,9 +36,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
 
 from jnas.registry import Registry
 from jnas.spaces.discrete import DecisionSpec
@@ -54,6 +66,46 @@ class DiscreteStrategy(abc.ABC):
 
     spec: DecisionSpec
     population_size: int
+    STATIC: ClassVar[tuple[str, ...]] = ()  # constructor options a config section may set
+
+    @classmethod
+    def from_config(cls, spec: DecisionSpec, population_size: int, section=None):
+        """``(strategy, params)`` from a config section (a mapping, ``ConfigDict`` or None).
+
+        The section's keys named in ``cls.STATIC`` go to the constructor (they fix shapes);
+        the others replace fields of ``default_params`` (traced values).
+
+        Raises:
+          ValueError: a key that is neither (the message lists both kinds), or
+            ``population_size`` in the section (the caller sets it: members per ``ask``).
+        """
+        options = dict(section.items()) if section is not None else {}
+        if "population_size" in options:
+            raise ValueError(
+                "population_size is not a strategy option: the runner sets it (members per "
+                f"ask); the options of {cls.__name__} are {sorted(cls.STATIC)} (static) and "
+                "its params"
+            )
+        static = {k: options.pop(k) for k in cls.STATIC if k in options}
+        strategy = cls(spec, population_size=int(population_size), **static)
+        defaults = strategy.default_params
+        names = {f.name for f in dataclasses.fields(defaults)} if options else set()
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} for {cls.__name__}; static: "
+                f"{sorted(cls.STATIC)}, params: {sorted(names)}"
+            )
+        options = {
+            k: jnp.asarray(v, jnp.result_type(getattr(defaults, k))) for k, v in options.items()
+        }
+        params = params_from(defaults, options)
+        strategy.check_params(params)
+        return strategy, params
+
+    def check_params(self, params) -> None:
+        """Raises ``ValueError`` for params out of range (on the host; none by default)."""
+        del params
 
     @property
     @abc.abstractmethod
@@ -71,6 +123,68 @@ class DiscreteStrategy(abc.ABC):
     @abc.abstractmethod
     def tell(self, state: Any, archs: jax.Array, rewards: jax.Array, params: Any):
         """``(state, metrics)`` after the population's rewards ``float32 [population_size]``."""
+
+
+def make_strategy(strategy, spec: DecisionSpec, population_size: int, section=None):
+    """``(strategy, params)`` from a registered name or a strategy class, and a config section.
+
+    Args:
+      strategy: a name registered with ``kind="discrete"`` (or ``"pkg.module:Class"``), or a
+        :class:`DiscreteStrategy` subclass.
+      spec: the decisions of the space searched.
+      population_size: architectures per ``ask`` / ``tell``.
+      section: the strategy's options (see :meth:`DiscreteStrategy.from_config`) or None.
+
+    Raises:
+      UnknownNameError: no strategy of that name.
+      ValueError: a gradient strategy's name, or an unknown option.
+    """
+    if isinstance(strategy, str):
+        name, strategy = strategy, STRATEGIES.get(strategy)
+        kind = kind_of(name)
+        if kind != "discrete":
+            raise ValueError(f"strategy {name!r} is a {kind} strategy, not a discrete one")
+    if not (isinstance(strategy, type) and issubclass(strategy, DiscreteStrategy)):
+        raise TypeError(f"{strategy!r} is not a DiscreteStrategy class")
+    return strategy.from_config(spec, population_size, section)
+
+
+def member_keys(key: jax.Array, n: int) -> jax.Array:
+    """The keys of a population's members: ``fold_in(key, i)`` for ``i < n``."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+
+
+def keep_if_finite(rewards: jax.Array, new, old):
+    """``new`` if every reward is finite, else ``old`` (a pytree select; works under jit)."""
+    ok = jnp.all(jnp.isfinite(rewards))
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+def check_reward(reward) -> float:
+    """The reward as a float; ``ValueError`` if it is not one finite number (host side)."""
+    r = np.asarray(reward)
+    if r.size != 1 or not (np.issubdtype(r.dtype, np.number) or r.dtype == bool):
+        raise ValueError(f"reward {reward!r} is not a single number")
+    value = float(r.reshape(()))
+    if not math.isfinite(value):
+        raise ValueError(
+            f"reward is {value}: a search needs a finite reward (did the child network "
+            "diverge?); the strategy's state and history were left unchanged"
+        )
+    return value
+
+
+def check_rewards(rewards, population_size: int) -> np.ndarray:
+    """A population's rewards as float32 ``[population_size]``, each checked by ``check_reward``."""
+    values = [check_reward(r) for r in np.asarray(rewards, dtype=object).reshape(-1)]
+    if len(values) != population_size:
+        raise ValueError(f"got {len(values)} rewards for a population of {population_size}")
+    return np.asarray(values, np.float32)
+
+
+@struct.dataclass
+class NoParams:
+    """The params of a strategy without traced hyper-parameters (an empty pytree)."""
 
 
 def params_from(defaults, overrides) -> Any:

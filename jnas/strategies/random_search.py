@@ -1,12 +1,19 @@
 """Random search: every architecture is drawn uniformly from the space (Li & Talwalkar, 2019).
 
-Pure `init / ask / tell` over a state pytree, like the other discrete strategies
-(`jnas.strategies.discrete_registry`); the search keeps no memory beyond a counter, because the
-best architecture is picked from the history by whoever keeps it (the host loop, or the scan of
-`jnas.tabular.run_search`).
+Config options: none (no static options, empty params). The search keeps no memory beyond a
+counter: the best architecture is picked from the history by whoever keeps it (the host loop,
+or the scan of :func:`jnas.tabular.run_search`).
+
+Example:
+  >>> strategy, params = RandomSearch.from_config(space.spec, population_size=4)
+  >>> state = strategy.init(jax.random.key(0), params)
+  >>> archs, state = strategy.ask(jax.random.key(1), state, params)     # int32 [4, length]
+  >>> state, metrics = strategy.tell(state, archs, rewards, params)
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -14,37 +21,51 @@ from flax import struct
 
 from jnas.spaces import discrete
 from jnas.spaces.discrete import DecisionSpec
+from jnas.strategies.base import (
+    STRATEGIES,
+    DiscreteStrategy,
+    NoParams,
+    keep_if_finite,
+    member_keys,
+)
 
 
 class RandomSearchState(struct.PyTreeNode):
-    """Attributes: `num_told` (rewards received so far) and the static `spec`."""
+    """Attributes: ``num_told``, the rewards received so far (int32)."""
 
     num_told: jax.Array
-    spec: DecisionSpec = struct.field(pytree_node=False)
 
 
-def init(key: jax.Array, spec: DecisionSpec, config=None) -> RandomSearchState:
-    """The initial state. Random search has no hyper-parameters; `key` and `config` are unused.
+@STRATEGIES.register("random", kind="discrete")
+@dataclasses.dataclass(frozen=True)
+class RandomSearch(DiscreteStrategy):
+    """Uniform sampling of every decision; member ``i`` from ``fold_in(key, i)``.
 
-    Args:
-      key: a PRNG key (unused; the interface is shared by all strategies).
-      spec: the space.
-      config: ignored.
-
-    Returns:
-      A `RandomSearchState`.
+    Attributes:
+      spec: the decisions of the space (static).
+      population_size: architectures per ``ask`` (static).
     """
-    del key, config
-    return RandomSearchState(num_told=jnp.zeros((), jnp.int32), spec=spec)
 
+    spec: DecisionSpec
+    population_size: int = 1
 
-def ask(state: RandomSearchState, key: jax.Array) -> tuple[RandomSearchState, jax.Array]:
-    """Proposes an architecture drawn uniformly: `(state, arch int32[length])`."""
-    return state, discrete.sample_uniform(state.spec, key)
+    @property
+    def default_params(self) -> NoParams:
+        return NoParams()
 
+    def init(self, key: jax.Array, params=None) -> RandomSearchState:
+        del key, params
+        return RandomSearchState(num_told=jnp.zeros((), jnp.int32))
 
-def tell(state: RandomSearchState, arch: jax.Array, reward: jax.Array) -> RandomSearchState:
-    """Records a reward; a non-finite reward leaves the state unchanged."""
-    del arch
-    ok = jnp.isfinite(reward)
-    return state.replace(num_told=state.num_told + ok.astype(jnp.int32))
+    def ask(self, key: jax.Array, state: RandomSearchState, params=None):
+        del params
+        keys = member_keys(key, self.population_size)
+        return jax.vmap(lambda k: discrete.sample_uniform(self.spec, k))(keys), state
+
+    def tell(self, state: RandomSearchState, archs: jax.Array, rewards: jax.Array, params=None):
+        """Counts the rewards; a non-finite reward leaves the state unchanged."""
+        del archs, params
+        rewards = jnp.asarray(rewards, jnp.float32)
+        new = state.replace(num_told=state.num_told + rewards.shape[0])
+        state = keep_if_finite(rewards, new, state)
+        return state, {"num_told": state.num_told}

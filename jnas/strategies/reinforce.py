@@ -6,17 +6,24 @@ on a batch of m sampled architectures (Zoph & Le, Sec. 3.2):
     grad J(theta) ~= 1/m sum_{k=1..m} sum_{t=1..T} grad log P(a_t | a_(t-1):1 ; theta) (R_k - b)
 
 where b is an exponential moving average of the previous architectures' rewards. The step is
-Adam (optax) on the loss
+Adam on the loss
 
     L(theta) = -1/m sum_k (R_k - b) log P(a^k ; theta) - beta * 1/m sum_k H(a^k ; theta)
 
-whose last term is an optional entropy bonus (beta = `entropy_weight`, ENAS-style; 0 in the
+whose last term is an optional entropy bonus (beta = ``entropy_weight``, ENAS-style; 0 in the
 paper). The baseline used for a batch is the EMA *before* it, b <- d b + (1 - d) mean_k R_k after
 it; the first batch, with no previous reward, uses its own mean reward (its advantages then sum
 to 0, as NAS-Bench-201's bias-corrected EMA gives on its first step).
 
-`tell` buffers (architecture, reward) pairs and updates the controller when m of them are in:
-with m = 1 (NAS-Bench-201's setting) it updates after every architecture.
+The batch is the population: ``ask`` samples m = ``population_size`` architectures (member
+``i`` from ``fold_in(key, i)``) and ``tell`` makes one controller update on them. With m = 1
+(NAS-Bench-201's setting) the controller updates after every architecture.
+
+Config options (``Reinforce.from_config(spec, m, section)``): ``hidden_size`` (LSTM units, 35
+in the paper) is static; ``learning_rate``, ``baseline_decay`` and ``entropy_weight`` are
+params (:class:`ReinforceParams`, traced: ``jax.vmap`` over them works and a new value does
+not recompile). Adam's moments come from ``optax.scale_by_adam`` and the step is scaled by
+``-learning_rate`` from the params: the same update as ``optax.adam(learning_rate)``.
 """
 
 from __future__ import annotations
@@ -25,101 +32,45 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
 from jnas.spaces.discrete import DecisionSpec
 from jnas.strategies import controller
+from jnas.strategies.base import STRATEGIES, DiscreteStrategy, keep_if_finite, member_keys
 
 
-@dataclasses.dataclass(frozen=True)
-class ReinforceConfig:
-    """Attributes:
+@struct.dataclass
+class ReinforceParams:
+    """Attributes (float32 scalars, traced):
     learning_rate: Adam's step size.
-    baseline_decay: d of the EMA baseline (NAS-Bench-201: 0.9).
-    batch_size: m, architectures per controller update.
+    baseline_decay: d of the EMA baseline (NAS-Bench-201: 0.9), in [0, 1).
     entropy_weight: beta of the entropy bonus.
-    hidden_size: LSTM units of the controller (35 in the paper).
     """
 
-    learning_rate: float = 1e-3
-    baseline_decay: float = 0.9
-    batch_size: int = 1
-    entropy_weight: float = 0.0
-    hidden_size: int = controller.DEFAULT_HIDDEN_SIZE
-
-    @classmethod
-    def make(cls, config=None) -> ReinforceConfig:
-        """From None, a `ReinforceConfig`, or a mapping / `ConfigDict` of some of the fields."""
-        if config is None or isinstance(config, cls):
-            return config or cls()
-        cfg = cls(**{f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config})
-        if cfg.batch_size < 1 or not 0.0 <= cfg.baseline_decay < 1.0:
-            raise ValueError(f"need batch_size >= 1 and 0 <= baseline_decay < 1, got {cfg}")
-        return cfg
+    learning_rate: jax.Array = 1e-3
+    baseline_decay: jax.Array = 0.9
+    entropy_weight: jax.Array = 0.0
 
 
 class ReinforceState(struct.PyTreeNode):
     """Attributes:
     params: controller parameters.
-    opt_state: Adam's state.
-    baseline: float32, the EMA of past rewards (valid once `num_updates > 0`).
+    opt_state: Adam's moments (``optax.scale_by_adam``).
+    baseline: float32, the EMA of past rewards (valid once ``num_updates > 0``).
     num_updates: int32, controller updates so far.
-    buffer_actions: int32 `[m, length]`, architectures waiting for the next update.
-    buffer_rewards: float32 `[m]`, their rewards.
-    buffer_count: int32, how many of the m slots are filled.
     num_told: int32, rewards received so far.
-    spec, config: static.
     """
 
     params: dict
     opt_state: optax.OptState
     baseline: jax.Array
     num_updates: jax.Array
-    buffer_actions: jax.Array
-    buffer_rewards: jax.Array
-    buffer_count: jax.Array
     num_told: jax.Array
-    spec: DecisionSpec = struct.field(pytree_node=False)
-    config: ReinforceConfig = struct.field(pytree_node=False)
 
 
-def _optimizer(cfg: ReinforceConfig) -> optax.GradientTransformation:
-    return optax.adam(cfg.learning_rate)
-
-
-def init(key: jax.Array, spec: DecisionSpec, config=None) -> ReinforceState:
-    """A fresh controller, its Adam state, an empty buffer.
-
-    Args:
-      key: a PRNG key for the controller's initial parameters.
-      spec: the space.
-      config: `ReinforceConfig`, or a mapping / `ConfigDict` of some of its fields, or None.
-
-    Returns:
-      A `ReinforceState`.
-    """
-    cfg = ReinforceConfig.make(config)
-    params = controller.init(key, spec, cfg.hidden_size)
-    m = cfg.batch_size
-    return ReinforceState(
-        params=params,
-        opt_state=_optimizer(cfg).init(params),
-        baseline=jnp.zeros((), jnp.float32),
-        num_updates=jnp.zeros((), jnp.int32),
-        buffer_actions=jnp.zeros((m, spec.length), jnp.int32),
-        buffer_rewards=jnp.zeros((m,), jnp.float32),
-        buffer_count=jnp.zeros((), jnp.int32),
-        num_told=jnp.zeros((), jnp.int32),
-        spec=spec,
-        config=cfg,
-    )
-
-
-def ask(state: ReinforceState, key: jax.Array) -> tuple[ReinforceState, jax.Array]:
-    """Samples an architecture from the controller: `(state, arch int32[length])`."""
-    actions, _, _ = controller.sample(state.params, key, state.spec)
-    return state, actions
+_ADAM = optax.scale_by_adam()
 
 
 def policy_loss(params, actions, rewards, baseline, spec: DecisionSpec, entropy_weight=0.0):
@@ -129,70 +80,110 @@ def policy_loss(params, actions, rewards, baseline, spec: DecisionSpec, entropy_
 
     Args:
       params: controller parameters.
-      actions: int32 `[m, length]` sampled architectures.
-      rewards: float32 `[m]` their rewards R_k.
+      actions: int32 ``[m, length]`` sampled architectures.
+      rewards: float32 ``[m]`` their rewards R_k.
       baseline: the baseline b (no gradient flows through it).
       spec: the space (static).
       entropy_weight: beta.
 
     Returns:
-      The scalar loss.
+      ``(loss, mean entropy)``: the scalar loss, and 1/m sum_k H(a^k) (summed per-step
+      entropies of the policy the actions were sampled from).
     """
     logp, ent = jax.vmap(lambda a: controller.log_prob_and_entropy(params, a, spec))(actions)
     advantage = jax.lax.stop_gradient(rewards - baseline)
-    return -jnp.mean(advantage * logp) - entropy_weight * jnp.mean(ent)
+    mean_ent = jnp.mean(ent)
+    return -jnp.mean(advantage * logp) - entropy_weight * mean_ent, mean_ent
 
 
-def update(state: ReinforceState, actions: jax.Array, rewards: jax.Array) -> ReinforceState:
-    """One controller update on a batch of m (architecture, reward) pairs, and the EMA baseline.
+@STRATEGIES.register("reinforce", kind="discrete")
+@dataclasses.dataclass(frozen=True)
+class Reinforce(DiscreteStrategy):
+    """REINFORCE over the LSTM controller (see the module docstring).
 
-    Args:
-      state: the current state.
-      actions: int32 `[m, length]`.
-      rewards: float32 `[m]`.
-
-    Returns:
-      The state with new parameters, optimizer state, baseline and `num_updates`.
+    Attributes:
+      spec: the decisions of the space (static).
+      population_size: m, architectures per ``ask`` and per controller update (static).
+      hidden_size: LSTM units of the controller (static).
     """
-    cfg = state.config
-    batch_mean = jnp.mean(rewards)
-    baseline = jnp.where(state.num_updates > 0, state.baseline, batch_mean)
-    grads = jax.grad(policy_loss)(
-        state.params, actions, rewards, baseline, state.spec, cfg.entropy_weight
-    )
-    updates, opt_state = _optimizer(cfg).update(grads, state.opt_state, state.params)
-    return state.replace(
-        params=optax.apply_updates(state.params, updates),
-        opt_state=opt_state,
-        baseline=cfg.baseline_decay * baseline + (1.0 - cfg.baseline_decay) * batch_mean,
-        num_updates=state.num_updates + 1,
-    )
 
+    spec: DecisionSpec
+    population_size: int = 1
+    hidden_size: int = controller.DEFAULT_HIDDEN_SIZE
+    STATIC = ("hidden_size",)
 
-def tell(state: ReinforceState, arch: jax.Array, reward: jax.Array) -> ReinforceState:
-    """Buffers (arch, reward); updates the controller when the buffer holds m pairs.
+    def __post_init__(self):
+        if self.population_size < 1 or self.hidden_size < 1:
+            raise ValueError(
+                f"population_size and hidden_size must be >= 1, got {self.population_size}, "
+                f"{self.hidden_size}"
+            )
 
-    A non-finite reward leaves the state unchanged (check rewards on the host first, with
-    `jnas.strategies.discrete_registry.check_reward`, to get an error instead).
-    """
-    m = state.config.batch_size
-    reward = jnp.asarray(reward, jnp.float32)
-    filled = state.replace(
-        buffer_actions=state.buffer_actions.at[state.buffer_count].set(
-            jnp.asarray(arch, jnp.int32)
-        ),
-        buffer_rewards=state.buffer_rewards.at[state.buffer_count].set(reward),
-        buffer_count=state.buffer_count + 1,
-        num_told=state.num_told + 1,
-    )
-    flush = lambda s: update(s, s.buffer_actions, s.buffer_rewards).replace(
-        buffer_count=jnp.zeros((), jnp.int32)
-    )
-    # With m = 1 every tell updates: no cond (which vmap would turn into computing both sides).
-    new = (
-        flush(filled)
-        if m == 1
-        else jax.lax.cond(filled.buffer_count == m, flush, lambda s: s, filled)
-    )
-    ok = jnp.isfinite(reward)
-    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
+    @property
+    def default_params(self) -> ReinforceParams:
+        f32 = lambda x: jnp.asarray(x, jnp.float32)
+        return jax.tree.map(f32, ReinforceParams())
+
+    def check_params(self, params: ReinforceParams) -> None:
+        """``ValueError`` unless 0 <= baseline_decay < 1 (every value, if batched)."""
+        decay = np.asarray(params.baseline_decay)
+        if not np.all((decay >= 0.0) & (decay < 1.0)):
+            raise ValueError(f"baseline_decay must be in [0, 1), got {decay}")
+
+    def init(self, key: jax.Array, params=None) -> ReinforceState:
+        """A fresh controller drawn from ``key``, Adam's zero moments, no baseline yet."""
+        del params
+        theta = controller.init(key, self.spec, self.hidden_size)
+        zero = jnp.zeros((), jnp.int32)
+        return ReinforceState(
+            params=theta,
+            opt_state=_ADAM.init(theta),
+            baseline=jnp.zeros((), jnp.float32),
+            num_updates=zero,
+            num_told=zero,
+        )
+
+    def ask(self, key: jax.Array, state: ReinforceState, params=None):
+        """m architectures sampled from the controller: ``(archs int32 [m, length], state)``."""
+        del params
+        keys = member_keys(key, self.population_size)
+        sample = lambda k: controller.sample(state.params, k, self.spec)[0]
+        return jax.vmap(sample)(keys), state
+
+    def tell(self, state: ReinforceState, archs: jax.Array, rewards: jax.Array, params):
+        """One controller update on the population's (architecture, reward) pairs.
+
+        A non-finite reward leaves the state unchanged (check rewards on the host first, with
+        :func:`jnas.strategies.base.check_reward`, to get an error instead).
+
+        Returns:
+          ``(state, metrics)``; metrics: ``baseline`` (the EMA after this batch),
+          ``entropy`` (mean over the batch of the summed per-step entropy of the policy the
+          batch was sampled from), ``advantage`` (mean R_k - b) and ``num_updates``.
+        """
+        p = params if params is not None else self.default_params
+        archs = jnp.asarray(archs, jnp.int32)
+        rewards = jnp.asarray(rewards, jnp.float32)
+        batch_mean = jnp.mean(rewards)
+        baseline = jnp.where(state.num_updates > 0, state.baseline, batch_mean)
+        grads, entropy = jax.grad(policy_loss, has_aux=True)(
+            state.params, archs, rewards, baseline, self.spec, p.entropy_weight
+        )
+        direction, opt_state = _ADAM.update(grads, state.opt_state, state.params)
+        updates = jax.tree.map(lambda u: -p.learning_rate * u, direction)
+        decay = p.baseline_decay
+        new = state.replace(
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+            baseline=decay * baseline + (1.0 - decay) * batch_mean,
+            num_updates=state.num_updates + 1,
+            num_told=state.num_told + rewards.shape[0],
+        )
+        state = keep_if_finite(rewards, new, state)
+        metrics = {
+            "baseline": state.baseline,
+            "entropy": entropy,
+            "advantage": batch_mean - baseline,
+            "num_updates": state.num_updates,
+        }
+        return state, metrics
