@@ -31,12 +31,14 @@ from ml_collections import config_dict
 
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
+    config.space = config_dict.ConfigDict(dict(name="nb201"))  # a space with a table
     # The table is not shipped with jnas; load_table raises a clear error when this is unset.
     config.benchmark_path = config_dict.placeholder(str)
     if os.environ.get("JNAS_NB201_PATH"):
         config.benchmark_path = os.environ["JNAS_NB201_PATH"]
     config.seed = 0  # root PRNG key; data set d uses fold_in(key(seed), d), seeds split from it
     config.seeds = 100  # independent searches per (strategy, data set), run as one vmap
+    config.population_size = 1  # architectures per ask / tell (REINFORCE: per update)
     config.budget = 100  # queries (~ the paper's 12000 s of 12-epoch CIFAR-10 training)
     config.budget_unit = "auto"  # auto: seconds where the table has times (CIFAR-10), else queries
     config.time_budget_s = config_dict.placeholder(float)  # seconds; unset: budget x mean cost
@@ -44,18 +46,15 @@ def get_config() -> config_dict.ConfigDict:
     config.strategies = ("random", "evolution", "reinforce")
     config.datasets = ("cifar10", "cifar100", "ImageNet16-120")
 
-    # Regularized evolution as in NAS-Bench-201's R-EA.sh: population 10, tournament 3.
-    config.evolution = config_dict.ConfigDict(dict(population_size=10, sample_size=3))
-    # REINFORCE: Adam, EMA baseline momentum 0.9 and one architecture per update as in
-    # NAS-Bench-201's reinforce.py; lr 0.01 as NATS-Bench's (NB201's script suggests 0.001;
-    # a sweep over {0.001, 0.01, 0.05} here favoured 0.01). LSTM of 35 units as Zoph & Le.
+    # Each strategy's options (`jnas.strategies.<module>` says which are static, which params).
+    # Regularized evolution as in NAS-Bench-201's R-EA.sh: pool (population) P = 10,
+    # tournament S = 3.
+    config.evolution = config_dict.ConfigDict(dict(pool_size=10, sample_size=3))
+    # REINFORCE: Adam, EMA baseline momentum 0.9 and one architecture per update
+    # (population_size 1) as in NAS-Bench-201's reinforce.py; lr 0.01 as NATS-Bench's (NB201's
+    # script suggests 0.001; a sweep over {0.001, 0.01, 0.05} here favoured 0.01). LSTM of 35
+    # units as Zoph & Le.
     config.reinforce = config_dict.ConfigDict(
-        dict(
-            learning_rate=0.01,
-            baseline_decay=0.9,
-            batch_size=1,
-            entropy_weight=0.0,
-            hidden_size=35,
-        )
+        dict(learning_rate=0.01, baseline_decay=0.9, entropy_weight=0.0, hidden_size=35)
     )
     return config

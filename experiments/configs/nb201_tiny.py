@@ -14,7 +14,7 @@ def get_config():
     config.seeds = 3
     config.budget = 12
     config.budget_unit = "queries"  # one compilation per strategy serves all three data sets
-    config.evolution.population_size = 4
+    config.evolution.pool_size = 4
     config.evolution.sample_size = 2
     config.reinforce.hidden_size = 8
     return config

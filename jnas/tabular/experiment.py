@@ -1,8 +1,15 @@
-"""The NAS-Bench-201 experiment of `experiments/tabular.py`: strategies x data sets x seeds.
+"""The tabular experiment of `experiments/tabular.py`: strategies x data sets x seeds.
 
-For every data set and strategy in the config, `run_search` runs `config.seeds` independent
-searches as one vmapped scan, and one row reports the mean and standard deviation over seeds of
-the test accuracy of each search's final choice, next to the table's best test accuracy.
+`config.space` names a space with a table (`{"name": "nb201"}`) and `config.strategies` the
+discrete strategies, both found through their registries; each strategy is built by
+`make_strategy(name, space.spec, config.population_size, config.get(name))`. For every data
+set and strategy, `run_search` runs `config.seeds` independent searches as one vmapped scan,
+and one row reports the mean and standard deviation over seeds of the test accuracy of each
+search's final choice, next to the table's best test accuracy.
+
+A table is what the space's `load_table(path)` returns; the experiment uses its `datasets`,
+`objective(dataset, fidelity)` (an `Objective`) and `best(dataset)` (`(test accuracy %,
+arch text, index)`), as `jnas.tabular.nb201.NB201Table` has them.
 """
 
 from __future__ import annotations
@@ -10,9 +17,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jnas.spaces import nb201
-from jnas.strategies import discrete_registry
-from jnas.tabular.nb201 import DATASETS, best_so_far, load_table, make_budget, run_search
+from jnas.spaces.base import make_space
+from jnas.strategies.base import make_strategy
+from jnas.tabular.search import best_so_far, make_budget, run_search
 
 ROW_KEYS = (
     "strategy",
@@ -27,29 +34,30 @@ ROW_KEYS = (
 
 def _searches(config):
     """Yields `(dataset, strategy, objective, budget, result, table)` for every pair."""
-    strategies, datasets = list(config.strategies), list(config.datasets)
-    for name in strategies:
-        discrete_registry.get(name)  # fail early, before the table is read
-    unknown = [d for d in datasets if d not in DATASETS]
-    if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}")
+    space = make_space(config.space)
+    if not space.has_table:
+        raise ValueError(f"config.space {config.space.name!r} has no table to search")
+    m = int(config.get("population_size", 1))
+    # Built before the table is read, so that a bad name or option fails early.
+    built = {
+        name: make_strategy(name, space.spec, m, config.get(name))
+        for name in list(config.strategies)
+    }
     if int(config.seeds) < 1:
         raise ValueError(f"seeds must be >= 1, got {config.seeds}")
-    table = load_table(config.benchmark_path)
+    table = space.load_table(config.benchmark_path)
+    datasets = list(config.datasets)
+    unknown = [d for d in datasets if d not in table.datasets]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; known: {list(table.datasets)}")
     root = jax.random.key(config.seed)
     for d, dataset in enumerate(datasets):
         objective = table.objective(dataset, config.fidelity)
         budget = make_budget(objective, config.budget, config.budget_unit, config.time_budget_s)
         key = jax.random.fold_in(root, d)  # the same seeds for every strategy
-        for name in strategies:
+        for name, (strategy, params) in built.items():
             result = run_search(
-                name,
-                nb201.SPEC,
-                objective,
-                budget,
-                key,
-                config=config.get(name),
-                num_seeds=int(config.seeds),
+                strategy, space, objective, budget, key, params=params, num_seeds=int(config.seeds)
             )
             yield dataset, name, objective, budget, result, table
 
@@ -58,9 +66,10 @@ def run_experiment(config) -> list[dict]:
     """Runs the searches a config describes and returns one row per (dataset, strategy).
 
     Args:
-      config: a `ConfigDict` as in `experiments/configs/nb201.py`: `benchmark_path`, `seed`,
-        `seeds`, `budget`, `budget_unit`, `time_budget_s`, `fidelity`, `strategies`,
-        `datasets`, and one section of options per strategy (e.g. `config.evolution`).
+      config: a `ConfigDict` as in `experiments/configs/nb201.py`: `space`, `benchmark_path`,
+        `seed`, `seeds`, `population_size`, `budget`, `budget_unit`, `time_budget_s`,
+        `fidelity`, `strategies`, `datasets`, and one section of options per strategy (e.g.
+        `config.evolution`; a strategy without one runs with its defaults).
 
     Returns:
       A list of dicts with the keys `ROW_KEYS` (accuracies in %, std over seeds with ddof=1),

@@ -1,0 +1,260 @@
+"""Whole searches over a tabular benchmark: one jit-compiled ``lax.scan``, ``vmap``ped over seeds.
+
+Any space with a table works (``space.has_table``): the table's columns are arrays indexed by
+``space.to_code(arch)``, so a query is one gather inside jit. An :class:`Objective` holds the
+arrays a search reads (validation accuracy, searched on; test accuracy, reported; the cost of
+a query in simulated seconds, or None), a :class:`Budget` how long it runs, and
+:func:`run_search` runs any discrete strategy (a registered name or an object in the shape of
+:class:`jnas.strategies.base.DiscreteStrategy`) against them.
+
+Protocol (NAS-Bench-201, Dong & Yang 2020, Sec. 5): a search queries validation accuracy
+only and picks the architecture with the best validation accuracy among its counted queries;
+the *test* accuracy of that choice is reported. The strategies receive the validation
+accuracy (in %) / 100 as their reward.
+
+Budget rule (:func:`make_budget`): ``budget`` is a number of queries N. Where the objective
+has costs the search instead gets N x (mean cost of a query over the table) simulated
+seconds, so that both units give about N queries to a random search; a query that would
+exceed the remaining time is not counted and ends the search (NAS-Bench-201's ``R_EA.py``
+rule). ``unit="queries"`` counts queries everywhere; ``time_budget_s`` sets the seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jnas.strategies.base import make_strategy
+
+
+class Objective(struct.PyTreeNode):
+    """What a tabular search queries, by code (``space.to_code``): accuracies (%) and costs.
+
+    Attributes:
+      valid: float32 ``[spec.size]``, searched on.
+      test: float32 ``[spec.size]``, reported for the final choice.
+      seconds: float32 ``[spec.size]`` simulated training seconds of a query, or None.
+      dataset, valid_column, test_column: static names.
+    """
+
+    valid: jax.Array
+    test: jax.Array
+    seconds: jax.Array | None
+    dataset: str = struct.field(pytree_node=False)
+    valid_column: str = struct.field(pytree_node=False)
+    test_column: str = struct.field(pytree_node=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """Attributes: ``unit`` (``queries``/``seconds``), ``value``, ``max_queries`` (scan length)."""
+
+    unit: str
+    value: float
+    max_queries: int
+
+
+def make_budget(objective: Objective, budget: int, unit: str = "auto", time_budget_s=None):
+    """The budget of one search under the rule in the module docstring.
+
+    Args:
+      objective: what is searched.
+      budget: N, a number of queries.
+      unit: ``auto`` (seconds where the objective has costs, else queries), ``queries``,
+        ``seconds``.
+      time_budget_s: simulated seconds, overriding N x the mean query cost.
+
+    Returns:
+      A :class:`Budget`.
+    """
+    if unit not in ("auto", "queries", "seconds"):
+        raise ValueError(f"unknown budget unit {unit!r}; expected auto, queries or seconds")
+    if int(budget) < 1:
+        raise ValueError(f"budget must be at least 1 query, got {budget}")
+    if unit == "seconds" and objective.seconds is None:
+        raise ValueError(f"the table has no training times for {objective.dataset}")
+    if unit == "queries" or objective.seconds is None:
+        return Budget("queries", float(int(budget)), int(budget))
+    seconds = np.asarray(objective.seconds, np.float64)
+    value = float(time_budget_s) if time_budget_s else float(budget) * float(seconds.mean())
+    return Budget("seconds", value, math.floor(value / float(seconds.min())) + 1)
+
+
+class SearchResult(struct.PyTreeNode):
+    """The outcome of :func:`run_search`; with ``num_seeds``, every array has a seed axis first.
+
+    Final choice (best validation accuracy among the counted queries): ``best_code``,
+    ``best_valid``, ``best_test`` (%), ``num_queries``, ``spent`` (budget units used). The
+    trace holds one entry per query in ask order (``budget.max_queries`` of them): ``codes``,
+    ``valid``, ``test``, ``counted`` (within budget), ``spent`` (cumulative) and ``best_test``
+    (test accuracy of the best-validation architecture so far). ``metrics`` holds the
+    strategy's ``tell`` metrics, one entry per round of ``population_size`` queries.
+    """
+
+    best_code: jax.Array
+    best_valid: jax.Array
+    best_test: jax.Array
+    num_queries: jax.Array
+    spent: jax.Array
+    trace: dict
+    metrics: dict
+
+
+def _search_one(strategy, space, max_queries, unit, key, params, tables, budget_value):
+    """One search: init, then rounds of ask / lookup / tell in a ``lax.scan``."""
+    m = strategy.population_size
+    init_key, loop_key = jax.random.split(key)
+    state = strategy.init(init_key, params)
+
+    def query(acc, x):
+        spent, done, best_valid, best_test, best_code, n = acc
+        code, valid, test, cost, t = x
+        counted = ~done & (t < max_queries) & (spent + cost <= budget_value)
+        better = counted & (valid > best_valid)
+        acc = (
+            jnp.where(counted, spent + cost, spent),
+            ~counted,
+            jnp.where(better, valid, best_valid),
+            jnp.where(better, test, best_test),
+            jnp.where(better, code, best_code),
+            n + counted.astype(jnp.int32),
+        )
+        out = dict(codes=code, valid=valid, test=test, counted=counted, spent=acc[0])
+        return acc, dict(out, best_test=acc[3])
+
+    def round_(carry, r):
+        state, acc = carry
+        archs, state = strategy.ask(jax.random.fold_in(loop_key, r), state, params)
+        codes = jax.vmap(space.to_code)(archs).astype(jnp.int32)
+        valid, test = tables["valid"][codes], tables["test"][codes]
+        cost = tables["seconds"][codes] if unit == "seconds" else jnp.ones((m,), jnp.float32)
+        acc, out = jax.lax.scan(query, acc, (codes, valid, test, cost, r * m + jnp.arange(m)))
+        state, metrics = strategy.tell(state, archs, valid / 100.0, params)
+        return (state, acc), (out, metrics)
+
+    f32 = lambda x: jnp.asarray(x, jnp.float32)
+    i32 = lambda x: jnp.asarray(x, jnp.int32)
+    acc = (f32(0.0), jnp.asarray(False), f32(-jnp.inf), f32(jnp.nan), i32(-1), i32(0))
+    rounds = -(-max_queries // m)
+    (_, acc), (trace, metrics) = jax.lax.scan(round_, (state, acc), jnp.arange(rounds))
+    trace = jax.tree.map(lambda x: x.reshape(rounds * m)[:max_queries], trace)
+    spent, _, best_valid, best_test, best_code, n = acc
+    return SearchResult(best_code, best_valid, best_test, n, spent, trace, metrics)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("strategy", "space", "max_queries", "unit", "params_axis")
+)
+def _search_many(keys, params, tables, budget_value, *, strategy, space, max_queries, unit,
+                 params_axis):  # fmt: skip
+    one = functools.partial(_search_one, strategy, space, max_queries, unit)
+    return jax.vmap(one, in_axes=(0, params_axis, None, None))(keys, params, tables, budget_value)
+
+
+def _params_axis(strategy, params, num_seeds) -> int | None:
+    """0 if ``params`` has one value per seed (a leading axis), None if it is shared."""
+    default = strategy.default_params
+    if jax.tree.structure(params) != jax.tree.structure(default):
+        raise ValueError(
+            f"params {params!r} do not have the structure of the strategy's "
+            f"default_params {default!r}"
+        )
+    extra = {np.ndim(p) - np.ndim(d) for p, d in zip(*map(jax.tree.leaves, (params, default)))}
+    if extra <= {0}:
+        return None
+    leading = {np.shape(p)[0] for p in jax.tree.leaves(params)}
+    if extra == {1} and num_seeds and leading == {num_seeds}:
+        return 0
+    raise ValueError(
+        "params must be shared (the shapes of default_params) or batched per seed (a leading "
+        f"axis of num_seeds = {num_seeds} on every leaf)"
+    )
+
+
+def run_search(strategy, space, objective: Objective, budget: Budget, key: jax.Array, *,
+               params=None, num_seeds: int | None = None) -> SearchResult:  # fmt: skip
+    """Runs whole searches on a table: one jit-compiled ``lax.scan``, ``vmap``ped over seeds.
+
+    The scan runs rounds of ``strategy.population_size`` asks; the budget is counted per
+    query, in ask order, and the queries of the last round past ``budget.max_queries`` are not
+    counted. Seed s uses ``jax.random.split(key, num_seeds)[s]`` (a single search uses ``key``
+    itself); a search with key k initializes the strategy with ``split(k)[0]`` and asks in
+    round r with ``fold_in(split(k)[1], r)`` (member i: ``fold_in`` of that with i).
+
+    Args:
+      strategy: a registered discrete strategy name (built with its defaults and a population
+        of 1) or a strategy object (e.g. from ``make_strategy`` / ``from_config``).
+      space: a space with a table (``space.has_table``); architectures are looked up at
+        ``space.to_code(arch)``.
+      objective: the table's arrays, e.g. from ``space.load_table(path).objective(dataset)``.
+      budget: from :func:`make_budget`.
+      key: a PRNG key.
+      params: the strategy's params: None (its ``default_params``), one value shared by every
+        seed, or a value per seed (every leaf with a leading axis of ``num_seeds``).
+      num_seeds: number of independent searches; None runs one, without a seed axis.
+
+    Returns:
+      A :class:`SearchResult`.
+
+    Raises:
+      ValueError: the space has no table, the objective does not cover the space, the
+        strategy searches another space, or the params are neither shared nor per seed.
+    """
+    if not getattr(space, "has_table", False):
+        raise ValueError(
+            f"space {type(space).__name__} has no table: run_search needs a tabular benchmark "
+            "(a space that implements load_table)"
+        )
+    spec = space.spec
+    if isinstance(strategy, str):
+        strategy, _ = make_strategy(strategy, spec, 1)
+    if strategy.spec != spec:
+        raise ValueError("the strategy was built for another space's decisions")
+    size = np.shape(objective.valid)[0]
+    if size != spec.size:
+        raise ValueError(f"the objective has {size} rows but the space {spec.size} architectures")
+    params = strategy.default_params if params is None else params
+    axis = _params_axis(strategy, params, num_seeds)
+    keys = jax.random.split(key, num_seeds) if num_seeds else key[None]
+    # Only the arrays go in: the objective's names would make each dataset compile anew.
+    tables = dict(valid=objective.valid, test=objective.test)
+    if budget.unit == "seconds":
+        tables["seconds"] = objective.seconds
+    result = _search_many(
+        keys,
+        params,
+        tables,
+        jnp.float32(budget.value),
+        strategy=strategy,
+        space=space,
+        max_queries=budget.max_queries,
+        unit=budget.unit,
+        params_axis=axis,
+    )
+    return result if num_seeds else jax.tree.map(lambda x: x[0], result)
+
+
+def best_so_far(result: SearchResult, grid) -> np.ndarray:
+    """Test accuracy of the best-validation architecture found within each budget of ``grid``.
+
+    Args:
+      result: a :class:`SearchResult` with a seed axis.
+      grid: budget values (queries or seconds, the budget's unit), increasing.
+
+    Returns:
+      float ``[num_seeds, len(grid)]``, NaN where a seed had not finished a query yet.
+    """
+    spent = np.where(result.trace["counted"], result.trace["spent"], np.inf)
+    best = np.asarray(result.trace["best_test"], np.float64)
+    grid = np.asarray(grid, np.float64)
+    out = np.full((spent.shape[0], grid.size), np.nan)
+    for s in range(spent.shape[0]):
+        idx = np.searchsorted(spent[s], grid, side="right") - 1
+        out[s] = np.where(idx >= 0, best[s, np.maximum(idx, 0)], np.nan)
+    return out
