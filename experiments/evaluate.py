@@ -8,6 +8,7 @@ the whole test split and writes ``<workdir>/eval_<which>.json``.
 
 from absl import app, flags, logging
 
+from jnas import runtime
 from jnas.runner import setup_jax
 from jnas.runner.train import evaluate
 
@@ -20,6 +21,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
     r = evaluate(FLAGS.workdir, which=FLAGS.which)

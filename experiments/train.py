@@ -11,6 +11,7 @@ same command resumes from the last checkpoint in ``--workdir``.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jnas import runtime
 from jnas.runner import setup_jax
 from jnas.runner.train import train
 
@@ -23,6 +24,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
     results = train(FLAGS.config, FLAGS.workdir)

@@ -1,9 +1,6 @@
 """jnas: neural architecture search in JAX.
 
-Importing jnas tunes glibc's allocator for XLA's CPU runtime (see :mod:`jnas.runtime`; set
-``JNAS_MALLOC=0`` to leave it alone).
+Importing jnas changes no process-wide state. The entry points (``experiments.*``,
+``benchmarks/*``) tune glibc's allocator for XLA's CPU runtime before JAX starts; a library
+user may do the same with :func:`jnas.runtime.tune_malloc` (see :mod:`jnas.runtime`).
 """
-
-from jnas import runtime as _runtime
-
-_runtime.tune_malloc()

@@ -5,17 +5,23 @@ XLA's CPU runtime allocates each step's temporary buffers (one slab; about 1 GB 
 threads. glibc serves allocations that large from a worker thread with a fresh ``mmap`` and
 returns them with ``munmap`` when the step ends, so every step page-faults its whole working
 set back in, zero-filled by the kernel: 250,000 page faults and a quarter of the step's CPU
-time in the kernel (profiled in BUILD.md). Importing :mod:`jnas` therefore tells glibc (via
+time in the kernel (profiled in BUILD.md). :func:`tune_malloc` therefore tells glibc (via
 ``mallopt``) to serve every thread from the main heap, never to ``mmap`` large blocks, and
 never to give the heap's top back: a freed slab is reused by the next step. This is what
 PyTorch's and TensorFlow's caching allocators do; the process keeps its peak memory.
 
-``mallopt`` must run before JAX starts its CPU backend (its threads pick their malloc arena
-on their first allocation), so import :mod:`jnas` before running any JAX computation.
+Importing :mod:`jnas` changes nothing: the entry points (``experiments.search``,
+``experiments.train``, ``experiments.evaluate``, ``experiments.compare``,
+``experiments.tabular`` and the scripts in ``benchmarks/``) call :func:`tune_malloc` first
+thing in their ``main``. A library user gets the same by calling
+``jnas.runtime.tune_malloc()`` before running any JAX computation: ``mallopt`` must run
+before JAX starts its CPU backend (its threads pick their malloc arena on their first
+allocation); a later call applies the settings but reports ``"late: ..."``.
+
 Nothing is changed where the C library is not glibc, where ``GLIBC_TUNABLES`` already sets
-malloc parameters, or with ``JNAS_MALLOC=0``. The same effect for any process, from its
-start: ``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:
-glibc.malloc.trim_threshold=18446744073709551615``.
+malloc parameters, or with ``JNAS_MALLOC=0`` (the opt-out, honoured by every entry point).
+The same effect for any process, from its start: ``GLIBC_TUNABLES=glibc.malloc.arena_max=1:
+glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615``.
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ def _jax_backend_started() -> bool:
 
 
 def tune_malloc() -> str:
-    """Apply the settings above once; returns (and remembers) what happened."""
+    """Apply the settings above once; returns (and remembers) what happened: ``"on"``,
+    ``"off: <why>"`` or ``"late: <why>"``."""
     global _status
     if _status != "not attempted":
         return _status
@@ -73,7 +80,7 @@ def tune_malloc() -> str:
         if not ok:
             _status = f"off: {err}"
         elif _jax_backend_started():
-            _status = "late: JAX's backend had started (import jnas before running JAX)"
+            _status = "late: JAX's backend had started (call tune_malloc before running JAX)"
             logging.info("jnas: %s; steps may page-fault their temporaries back in", _status)
         else:
             _status = "on"
@@ -81,5 +88,6 @@ def tune_malloc() -> str:
 
 
 def malloc_status() -> str:
-    """``"on"``, or why the malloc settings are off or came too late."""
+    """``"on"``, why the malloc settings are off or came too late, or ``"not attempted"``
+    (nothing called :func:`tune_malloc` in this process)."""
     return _status

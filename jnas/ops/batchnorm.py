@@ -18,14 +18,13 @@ boundary: XLA otherwise recomputes the normalisation inside several backward fus
 (profiled in BUILD.md). Each kernel has its own VJP written with the others, so second
 derivatives (DARTS's second-order step) work, and vmap runs one kernel call over all vmapped
 instances.
-Elsewhere (other backends or dtypes, ``JNAS_NATIVE=0`` or ``JNAS_NATIVE_BN=0``, masks, axis
-index groups) it is Flax's own code.
+Elsewhere (other backends or dtypes, the ``native`` or ``native_bn`` switch of
+:mod:`jnas.ops.settings` off, masks, axis index groups) it is Flax's own code.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 import flax.linen as nn
 import jax
@@ -33,6 +32,7 @@ import jax.numpy as jnp
 from flax.linen import module as flax_module
 
 from jnas.ops import native as _native
+from jnas.ops import settings
 
 __all__ = ["BatchNorm", "batch_norm_train", "native_applies"]
 
@@ -175,9 +175,10 @@ batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)
 
 
 def native_applies(x: jax.Array) -> bool:
-    """Whether :class:`BatchNorm` runs ``x`` on the native kernels (``JNAS_NATIVE_BN=0``, read
-    when a network is traced, turns them off for batch norm alone)."""
-    if os.environ.get("JNAS_NATIVE_BN", "1") == "0":
+    """Whether :class:`BatchNorm` runs ``x`` on the native kernels (the ``native_bn`` switch
+    of :mod:`jnas.ops.settings`, read when a network is traced, turns them off for batch norm
+    alone)."""
+    if settings.requested().native_bn is False:
         return False
     return x.dtype == jnp.float32 and jax.default_backend() == "cpu" and _native.available()
 

@@ -13,7 +13,8 @@ four nodes each take one input (``D-X-Y/AutoDL-Projects``, ``GDAS_Reduction_Cell
   unlike DARTS's pools, which have no BN there).
 
 Both are registered ops, so that a genotype may name them and the evaluation network builds
-them with :func:`jnas.ops.primitives.make_op`. Importing this module registers them.
+them with :func:`jnas.ops.primitives.make_op`; :mod:`jnas.ops.primitives` imports this module,
+so they are registered wherever any op is.
 """
 
 from __future__ import annotations

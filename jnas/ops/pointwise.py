@@ -7,25 +7,25 @@ a transposed ``[co, m]`` buffer and then calls Eigen, which on the 20-cell DARTS
 network cost more than the forward and input-gradient dots together (profiled in BUILD.md).
 On the CPU backend, for float32, where :mod:`jnas.ops.native` builds, :func:`pointwise_conv`
 computes it with the ``jnas_pw_wgrad`` kernel instead (same result to float rounding). Its own
-VJP is two XLA dots (it is bilinear), so second derivatives work. Elsewhere, or with
-``JNAS_NATIVE=0`` or ``JNAS_NATIVE_PW=0`` (read when a network is traced), it is ``x @ w``.
+VJP is two XLA dots (it is bilinear), so second derivatives work. Elsewhere, or with the
+``native`` or ``native_pw`` switch of :mod:`jnas.ops.settings` off (read when a network is
+traced), it is ``x @ w``.
 """
 
 from __future__ import annotations
-
-import os
 
 import jax
 import jax.numpy as jnp
 
 from jnas.ops import native as _native
+from jnas.ops import settings
 
 __all__ = ["native_applies", "pointwise_conv"]
 
 
 def native_applies(x: jax.Array, w: jax.Array) -> bool:
     """Whether :func:`pointwise_conv` takes its weight gradient from the native kernel."""
-    if os.environ.get("JNAS_NATIVE_PW", "1") == "0":
+    if settings.requested().native_pw is False:
         return False
     return (
         x.dtype == jnp.float32

@@ -8,7 +8,8 @@ DARTS code (``cnn/operations.py``): ReLU-Conv-BN, separable convolutions applied
 during search (``affine=False``).
 
 New ops are added with :func:`register_op`; names are checked, and an unknown one raises
-:class:`UnknownOpError` naming the known ones.
+:class:`UnknownOpError` naming the known ones. The ops of :mod:`jnas.ops.frc` are registered
+by importing this module, so every jnas op is known once any genotype can be parsed.
 """
 
 from __future__ import annotations
@@ -276,3 +277,9 @@ register_op("dil_conv_5x5")(_dil(5))
 @register_op("conv_7x1_1x7")
 def _conv7(c, stride, affine, axis, search, name=None):
     return Conv7x1_1x7(c, stride, affine, axis, name=name)
+
+
+# Ops defined in other modules register when their module is imported; importing them here
+# makes every op known wherever a genotype is checked (GDAS's fixed reduction cell, which
+# `experiments.train` must build from a genotype file with nothing else imported).
+from jnas.ops import frc as _frc  # noqa: E402, F401

@@ -2,7 +2,8 @@
 
 ``jax.jit(fn, compiler_options=compiler_options())`` applies them to one function; on other
 backends, and where the installed XLA does not know an option, :func:`compiler_options`
-returns None (XLA's defaults). ``JNAS_XLA_CPU_OPTIONS=0`` turns them off.
+returns None (XLA's defaults). The ``xla_cpu_options`` switch of :mod:`jnas.ops.settings`
+(``config.runtime.xla_cpu_options``, ``JNAS_XLA_CPU_OPTIONS``) turns them off.
 
 * ``xla_cpu_experimental_ynn_fusion_type``: XLA's default hands single dots, single
   convolutions and reductions to the YNNPACK library. Also fusing a dot with its elementwise
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["compiler_options"]
+from jnas.ops import settings
+
+__all__ = ["compiler_options", "cpu_options"]
 
 _CPU_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": ",".join(
@@ -41,8 +43,14 @@ def _cpu_options_supported() -> bool:
     return True
 
 
+def cpu_options() -> dict[str, str] | None:
+    """The options, where the installed XLA knows them (None otherwise), whatever the switch
+    and the backend."""
+    return dict(_CPU_OPTIONS) if _cpu_options_supported() else None
+
+
 def compiler_options() -> dict[str, str] | None:
     """The options for ``jax.jit(..., compiler_options=...)`` on this backend, or None."""
-    if os.environ.get("JNAS_XLA_CPU_OPTIONS", "1") == "0" or jax.default_backend() != "cpu":
+    if settings.requested().xla_cpu_options is False or jax.default_backend() != "cpu":
         return None
-    return dict(_CPU_OPTIONS) if _cpu_options_supported() else None
+    return cpu_options()

@@ -7,7 +7,8 @@ the ``genotype`` argument), trains it with the DARTS evaluation recipe
 workdir then holds:
 
 * ``config.json``, ``genotype.txt`` and ``network.json``: what was trained (the network's
-  input shape, classes and parameter counts);
+  input shape, classes and parameter counts; ``config.json``'s ``runtime`` section: the
+  native kernels and XLA options the steps were compiled with, see :mod:`jnas.ops.settings`);
 * ``checkpoints/``: orbax checkpoints of the whole train state (and the loop's counters);
   ``best/checkpoints/``: the state with the best test accuracy so far;
 * ``metrics.jsonl`` and ``tb/``: per ``log_every_steps`` the train step's metrics, per epoch
@@ -25,7 +26,6 @@ local devices; batch norm statistics and drop-path masks are those of the global
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -35,8 +35,10 @@ import ml_collections
 import numpy as np
 
 from jnas import data as jdata
-from jnas.ops import xla_cpu
+from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
+from jnas.runner.errors import check_finite
+from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
 from jnas.runner.train_step import Retrainer, create_optimizer
 from jnas.runner.writers import MetricWriter
@@ -44,11 +46,8 @@ from jnas.spaces.cells import abstract_variables, build_network, count_params
 from jnas.spaces.genotype import Genotype
 from jnas.spaces.published import get_genotype
 
-AXIS = "batch"
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the last checkpoint is left untouched."""
+# What the NaN guard checks after every step: the loss, and the weights after the update.
+FINITE_METRICS = ("train_loss", "param_norm")
 
 
 def build_trainer(
@@ -106,13 +105,10 @@ def resolve_genotype(config: ml_collections.ConfigDict, genotype: Genotype | Non
 
 
 class _Steps:
-    """Compiles the train and eval steps for one device (jit) or all local devices (pmap)."""
+    """The batch augmentation and the train and eval steps, compiled by ``parallel``."""
 
-    def __init__(self, trainer: Retrainer, info, config: ml_collections.ConfigDict):
-        self.trainer, self.parallel = trainer, config.parallel
-        if self.parallel not in ("none", "pmap"):
-            raise ValueError(f"config.parallel must be 'none' or 'pmap', got {self.parallel!r}")
-        self.n_dev = jax.local_device_count() if self.parallel == "pmap" else 1
+    def __init__(self, trainer: Retrainer, info, config: ml_collections.ConfigDict, parallel):
+        self.trainer, self.parallel = trainer, parallel
         d = config.data
         crop = info.crop_padding if d.crop_padding is None else d.crop_padding
         flip = info.flip if d.flip is None else d.flip
@@ -137,70 +133,20 @@ class _Steps:
         self.normalize = jax.jit(
             lambda images, labels: {"image": jdata.normalize(images, mean, std), "label": labels}
         )
-        if self.parallel == "pmap":
-            self.step = jax.pmap(
-                trainer.step, axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=0
-            )
-            self.eval = jax.pmap(trainer.eval_step, axis_name=AXIS)
-        else:
-            self.step = jax.jit(
-                trainer.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options()
-            )
-            self.eval = jax.jit(trainer.eval_step, compiler_options=xla_cpu.compiler_options())
-
-    def put(self, state):
-        """Replicate ``state`` over the local devices (a leading device axis) under pmap."""
-        if self.parallel != "pmap":
-            return state
-        devices = jax.local_devices()
-        mesh = jax.sharding.Mesh(np.asarray(devices), ("devices",))
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("devices"))
-        n = len(devices)
-        return jax.tree.map(
-            lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n, *np.shape(x))), sharding),
-            state,
-        )
-
-    def get(self, state):
-        if self.parallel == "pmap":
-            return jax.tree.map(lambda x: x[0], state)
-        return state
-
-    def _shard(self, batch):
-        return jdata.shard(batch, self.n_dev) if self.parallel == "pmap" else batch
+        # The drop-path key is the same on every device (in_axes None): masks are drawn for
+        # the global batch and each device takes its slice (see drop_path_scales).
+        self.step = parallel.compile(trainer.step, in_axes=(0, 0, None))
+        self.eval = parallel.compile(trainer.eval_step, donate_state=False)
 
     def run(self, state, step: int, images, labels):
         batch = self.augment(step, images, labels)
         key = jax.random.fold_in(self.drop_key, step)
-        state, metrics = self.step(state, self._shard(batch), key)
-        metrics = jax.device_get(metrics)
-        if self.parallel == "pmap":
-            metrics = jax.tree.map(lambda a: a[0], metrics)
-        return state, metrics
+        state, metrics = self.step(state, self.parallel.shard(batch), key)
+        return state, self.parallel.get(jax.device_get(metrics))
 
     def evaluate(self, state, images, labels, batch_size: int) -> dict:
-        """Mean loss and accuracy over a whole split (the last batch padded and masked).
-
-        ``state`` is as :meth:`put` returns it (replicated under pmap).
-        """
-        bs = max(self.n_dev, batch_size - batch_size % self.n_dev)
-        totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-        for start in range(0, len(images), bs):
-            x, y = images[start : start + bs], labels[start : start + bs]
-            weight = np.ones(len(x), np.float32)
-            if len(x) < bs:  # static shapes: pad the last batch, give the padding weight 0
-                pad = bs - len(x)
-                x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
-                y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
-                weight = np.concatenate([weight, np.zeros(pad, np.float32)])
-            batch = dict(self.normalize(x, y), weight=weight)
-            out = jax.device_get(self.eval(state, self._shard(batch)))
-            if self.parallel == "pmap":
-                out = jax.tree.map(lambda a: a[0], out)
-            for k in totals:
-                totals[k] += float(out[k])
-        count = max(totals["count"], 1.0)
-        return {"loss": totals["loss_sum"] / count, "acc": totals["correct"] / count}
+        """Mean loss and accuracy over a whole split; ``state`` as ``parallel.put`` gives it."""
+        return self.parallel.evaluate(self.eval, state, images, labels, batch_size, self.normalize)
 
 
 def _check_genotype_file(workdir: str, genotype: Genotype) -> None:
@@ -242,7 +188,16 @@ def train(
       ``test_loss``, ``best_test_acc``, ``best_step``, ``params``, ``params_with_aux``,
       ``steps``, ``epochs``, ``train_wall_s``, ``compile_s``, ``genotype``. When
       ``config.train.stop_after_steps`` stops the run early: ``{"steps", "stopped": True}``.
+
+    Raises:
+      jnas.runner.errors.NonFiniteLossError: the loss or the weights after a step became
+        NaN or infinite (nothing of that step is saved).
     """
+    with use_runtime(config) as (config, runtime):
+        return _train(config, workdir, runtime, genotype, data)
+
+
+def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> dict:
     genotype = resolve_genotype(config, genotype)
     info, (tx, ty), (vx, vy) = data if data is not None else load_data(config)
     t = config.train
@@ -251,15 +206,14 @@ def train(
     if t.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
     total_steps = steps_per_epoch * t.epochs
-    n_dev = jax.local_device_count() if config.parallel == "pmap" else 1
-    if t.batch_size % n_dev:
-        raise ValueError(f"train.batch_size={t.batch_size} must divide over {n_dev} devices")
+    parallel = Parallel(config.parallel, xla_options=runtime.xla_options)
+    parallel.check_batch(t.batch_size, "train.batch_size")
     trainer = build_trainer(
         config,
         genotype,
         num_classes=info.num_classes,
         steps_per_epoch=steps_per_epoch,
-        axis_name=AXIS if config.parallel == "pmap" else None,
+        axis_name=parallel.axis_name,
     )
     # Shapes only: every network check (aux head size, reductions) runs here, pre-compile.
     abstract = abstract_variables(trainer.model, tuple(tx.shape[1:]))
@@ -277,7 +231,7 @@ def train(
         "params_with_aux": n_params_aux,
     }
     write_json(os.path.join(workdir, "network.json"), network)
-    steps = _Steps(trainer, info, config)
+    steps = _Steps(trainer, info, config, parallel)
     sample = steps.normalize(tx[:2], ty[:2])["image"]
     state = trainer.init(jax.random.PRNGKey(config.seed), sample)  # un-jitted: see init
     ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
@@ -298,7 +252,7 @@ def train(
         flush=True,
     )
 
-    dstate = steps.put(state)
+    dstate = parallel.put(state)
     del state
     sums = dict(meta.get("epoch_sums", {}))
     best = {"acc": meta.get("best_acc", -1.0), "step": meta.get("best_step")}
@@ -312,14 +266,13 @@ def train(
         dstate, m = steps.run(dstate, step, images, labels)
         if compile_s is None:
             compile_s = time.time() - t_step
-        bad = [k for k in ("train_loss", "param_norm") if not math.isfinite(float(m[k]))]
-        if bad:
-            raise NonFiniteLossError(
-                f"{bad[0]} is {float(m[bad[0]])} at step {step}; training stopped "
-                f"without saving. The last good checkpoint (step {last_ckpt}) in "
-                f"{workdir}/checkpoints is untouched; lower config.optim.lr or check the data, "
-                "then rerun to resume from it."
-            )
+        check_finite(
+            {k: m[k] for k in FINITE_METRICS},
+            step=step,
+            workdir=workdir,
+            last_checkpoint=last_ckpt,
+            hint="lower config.optim.lr or check the data",
+        )
         for k, v in m.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         sums["_n"] = sums.get("_n", 0) + 1
@@ -337,18 +290,18 @@ def train(
                 last_eval = (step + 1, ev)
                 if config.keep_best and ev["acc"] > best["acc"]:
                     best = {"acc": ev["acc"], "step": step + 1}
-                    best_ckpt.save(step + 1, steps.get(dstate), {"test_acc": ev["acc"]})
+                    best_ckpt.save(step + 1, parallel.get(dstate), {"test_acc": ev["acc"]})
             writer.write(step + 1, "epoch", record)
             writer.flush()
             progress.write(f"epoch {epoch + 1}: { {k: round(v, 4) for k, v in record.items()} }")
             sums = {}
         if end_of_epoch or (step + 1) % config.checkpoint_every_steps == 0:
             meta = {"epoch_sums": sums, "best_acc": best["acc"], "best_step": best["step"]}
-            ckpt.save(step + 1, steps.get(dstate), meta)
+            ckpt.save(step + 1, parallel.get(dstate), meta)
             last_ckpt = step + 1
     progress.close()
     wall = time.time() - t0
-    state = steps.get(dstate)
+    state = parallel.get(dstate)
     done = int(state.step)
     if done < total_steps:  # stopped early on purpose (config.train.stop_after_steps)
         writer.close()
@@ -427,7 +380,11 @@ def evaluate(workdir: str, *, which: str = "final", data=None) -> dict:
     num_classes = data[0].num_classes if data is not None else None
     config, _, trainer, state = restore_state(workdir, which=which, num_classes=num_classes)
     info, _, (vx, vy) = data if data is not None else load_data(config)
-    ev = _Steps(trainer, info, config).evaluate(state, vx, vy, config.train.eval_batch_size)
+    with use_runtime(config) as (config, runtime):
+        parallel = Parallel("none", xla_options=runtime.xla_options)
+        ev = _Steps(trainer, info, config, parallel).evaluate(
+            state, vx, vy, config.train.eval_batch_size
+        )
     result = {
         "which": which,
         "step": int(state.step),

@@ -26,6 +26,7 @@ import ml_collections
 import optax
 from flax import struct
 
+from jnas.runner.parallel import classification_sums
 from jnas.strategies.oneshot import epoch_cosine
 
 
@@ -183,14 +184,6 @@ class Retrainer:
             batch["image"],
             train=False,
         )
-        labels = batch["label"]
-        weight = batch.get("weight", jnp.ones(labels.shape, jnp.float32))
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        out = {
-            "loss_sum": jnp.sum(weight * losses),
-            "correct": jnp.sum(weight * (jnp.argmax(logits, -1) == labels)),
-            "count": jnp.sum(weight),
-        }
-        if self.axis_name is not None:
-            out = jax.lax.psum(out, self.axis_name)
-        return out
+        return classification_sums(
+            logits, batch["label"], batch.get("weight"), axis_name=self.axis_name
+        )

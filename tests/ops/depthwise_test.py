@@ -260,27 +260,39 @@ def test_auto_follows_backend():
 
 
 def test_native_kernels_can_be_turned_off(monkeypatch, tmp_path):
-    """JNAS_NATIVE=0 (or no compiler) falls back to the XLA formulation with a reason."""
+    """JNAS_NATIVE=0, config.runtime.native=False or no compiler: the XLA formulation, with a
+    reason."""
+    from jnas.ops import settings
+
     was_available = native.available()
+    x, w = _inputs(0, 1, 8, 8, 2, 3)
     try:
         monkeypatch.setenv("JNAS_NATIVE", "0")
-        native.available.cache_clear()
         assert not native.available()
         assert "JNAS_NATIVE=0" in native.build_error()
-        x, w = _inputs(0, 1, 8, 8, 2, 3)
         jaxpr = str(jax.make_jaxpr(_conv("auto", 1, 1, 1))(x, w))
         assert "custom_vjp_call" in jaxpr and "jnas_dw" not in jaxpr
         with pytest.raises(RuntimeError, match="JNAS_NATIVE=0"):
             depthwise_conv2d(x, w, impl="native")
-        monkeypatch.setenv("JNAS_NATIVE", "1")
+        monkeypatch.delenv("JNAS_NATIVE")
+        with settings.use({"native": False}) as resolved:
+            assert not resolved.native and not resolved.native_bn and not resolved.native_pw
+            assert not native.available()
+            assert "config.runtime.native=False" in native.build_error()
+            jaxpr = str(jax.make_jaxpr(_conv("auto", 1, 1, 1))(x, w))
+            assert "jnas_dw" not in jaxpr
+        assert native.available() == was_available  # the switch is back on after the block
         monkeypatch.setenv("CXX", "/bin/false")
         monkeypatch.setenv("JNAS_NATIVE_CACHE", str(tmp_path))
-        native.available.cache_clear()
+        native.build.cache_clear()
         assert not native.available()
         assert native.build_error()
+        with pytest.raises(settings.RuntimeSettingsError, match="native=True cannot hold"):
+            with settings.use({"native": True}):
+                pass
     finally:
         monkeypatch.undo()
-        native.available.cache_clear()
+        native.build.cache_clear()
         assert native.available() == was_available
 
 

@@ -8,7 +8,8 @@ weight gradient of 1x1 convolutions (a transposing copy, then Eigen). The kernel
 are C++ built against the XLA FFI headers that ship with jaxlib, on first use, with the
 machine's C++ compiler (``g++ -O3 -march=native``), and cached under ``$JNAS_NATIVE_CACHE``
 (default ``~/.cache/jnas/native``), keyed by the source, the compiler, jaxlib and the CPU's
-feature flags. Where no compiler is found, the build fails, or ``JNAS_NATIVE=0`` is set,
+feature flags. Where no compiler is found, the build fails, or the ``native`` switch of
+:mod:`jnas.ops.settings` is off (``config.runtime.native=False``, ``JNAS_NATIVE=0``),
 :func:`available` is False and callers use their pure-XLA path (same results to float
 rounding; slower).
 
@@ -49,6 +50,7 @@ import numpy as np
 
 __all__ = [
     "available",
+    "build",
     "bn_affine",
     "bn_affine2",
     "bn_dsums",
@@ -70,7 +72,8 @@ _TARGETS = {
     "jnas_bn_affine2": "JnasBnAffine2",
     "jnas_pw_wgrad": "JnasPwWgrad",
 }
-_error: str | None = None
+_error: str | None = None  # why available() last said False
+_build_error: str | None = None  # why build() failed
 
 
 def _cpu_flags() -> str:
@@ -124,15 +127,13 @@ def _build(cxx: str) -> Path:
 
 
 @functools.cache
-def available() -> bool:
-    """Whether the native kernels are built and registered (CPU backend only)."""
-    global _error
-    if os.environ.get("JNAS_NATIVE", "1") == "0":
-        _error = "disabled by JNAS_NATIVE=0"
-        return False
+def build() -> bool:
+    """Build (or load from the cache) and register the kernels once per process; whether
+    that worked (CPU backend only). :func:`available` is what callers ask."""
+    global _build_error
     cxx = _compiler()
     if cxx is None:
-        _error = "no C++ compiler found (set CXX, or install g++)"
+        _build_error = "no C++ compiler found (set CXX, or install g++)"
         return False
     try:
         lib = ctypes.cdll.LoadLibrary(str(_build(cxx)))
@@ -141,10 +142,25 @@ def available() -> bool:
                 target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu"
             )
     except Exception as e:  # noqa: BLE001 - any failure means: use the XLA path
-        _error = f"{type(e).__name__}: {e}"
-        logging.warning("jnas: native CPU kernels unavailable, using XLA's (%s)", _error)
+        _build_error = f"{type(e).__name__}: {e}"
+        logging.warning("jnas: native CPU kernels unavailable, using XLA's (%s)", _build_error)
         return False
+    _build_error = None
     return True
+
+
+def available() -> bool:
+    """Whether the native kernels are switched on (:mod:`jnas.ops.settings`) and built."""
+    global _error
+    from jnas.ops import settings
+
+    req = settings.requested()
+    if req.native is False:
+        _error = f"turned off by {req.where('native')}"
+        return False
+    ok = build()
+    _error = None if ok else _build_error
+    return ok
 
 
 def build_error() -> str | None:
