@@ -16,7 +16,8 @@ import os
 import shutil
 import subprocess
 
-from jnas.spaces.genotype import Genotype
+from jnas.spaces.genotype import Genotype, load_genotype
+from jnas.spaces.published import PUBLISHED
 
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
 OUTPUT_NAME = "c_{k}"
@@ -155,8 +156,9 @@ def _render_matplotlib(genotype: Genotype, cell: str, paths: list[str]) -> None:
     ys = [p[1] for p in pos.values()]
     ax.set_ylim(min(ys) - 1, max(ys) + 1)
     ax.axis("off")
-    for path in paths:
-        fig.savefig(path, bbox_inches="tight")
+    with plt.rc_context({"svg.fonttype": "none"}):  # SVG labels stay text (searchable)
+        for path in paths:
+            fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -199,3 +201,29 @@ def draw_genotype(
             _render_matplotlib(genotype, cell, paths)
         written += paths
     return written
+
+
+def write_cell_pictures(genotype: Genotype | str, directory: str) -> list[str]:
+    """Write PNG and SVG pictures of a genotype's normal and reduction cells.
+
+    What a search prints after deriving its cell: ``normal.png``, ``normal.svg``,
+    ``reduce.png`` and ``reduce.svg`` in ``directory`` (beside them the DOT sources, see
+    :func:`draw_genotype`), rendered with Graphviz where it is installed, else matplotlib.
+
+    Args:
+      genotype: a :class:`Genotype`, or its text (``str(genotype)``, e.g. a search's
+        ``genotype.txt`` contents or path, or a published name such as ``"DARTS_V2"``).
+      directory: created if missing.
+
+    Returns:
+      The four picture paths, normal cell first, PNG before SVG.
+
+    Raises:
+      MalformedGenotypeError: ``genotype`` is text that does not parse.
+    """
+    if isinstance(genotype, str):
+        genotype = load_genotype(genotype, PUBLISHED)
+    if not isinstance(genotype, Genotype):
+        raise TypeError(f"genotype must be a Genotype or its text, got {type(genotype).__name__}")
+    written = draw_genotype(genotype, directory, formats=("png", "svg"))
+    return [p for p in written if not p.endswith(".dot")]
