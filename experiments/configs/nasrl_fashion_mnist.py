@@ -3,10 +3,13 @@ r"""NAS-RL (Zoph & Le, ICLR 2017) on Fashion-MNIST with real child networks, siz
   python -m experiments.search --config=experiments/configs/nasrl_fashion_mnist.py \
       --workdir=runs/nasrl [--config.strategy=random|evolution] [--config.search.rounds=10]
 
-The REINFORCE controller (`jnas.strategies.reinforce`) samples `children_per_round` (m)
-architectures of the chain-CNN space (`jnas.spaces.nasrl`) per round; each new child is trained
-briefly on the search-train half of the first `data.limit` training images and its validation
-accuracy on the other half is the reward (`jnas.runner.discrete`). Children of a round train
+The REINFORCE controller (`jnas.strategies.reinforce`) samples a population of
+`children_per_round` (m) architectures of the chain-CNN space (`jnas.spaces.nasrl`) per round;
+each new child is trained briefly on the search-train half of the first `data.limit` training
+images and its validation accuracy on the other half is the reward (`jnas.runner.discrete`).
+The runner names no space and no strategy: `space.name` and `strategy` are looked up in their
+registries (`jnas.spaces.base.SPACES`, `jnas.strategies.base.STRATEGIES`), and the section
+named like the strategy holds its options. Children of a round train
 concurrently, one per local device. Rerunning the command resumes from the last round's
 checkpoint; `history.jsonl` keeps every trained child, and none is trained twice.
 
@@ -53,7 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.space.predict_stride = False
     config.space.skip_connections = True
 
-    # The low-fidelity training of each child (jnas.spaces.nasrl.ChildTrainConfig).
+    # The low-fidelity training of each child (jnas.spaces.child.ChildTrainConfig), and the
+    # fidelity: data_fraction (train on the first fraction of the search-train images) and
+    # width (a multiplier of the network's channels, here the filter counts).
     config.child = ml_collections.ConfigDict()
     config.child.num_steps = 50
     config.child.batch_size = 32
@@ -62,18 +67,22 @@ def get_config() -> ml_collections.ConfigDict:
     config.child.weight_decay = 1e-4
     config.child.eval_batch_size = 500
     config.child.num_classes = 0  # 0: the data set's
+    config.child.data_fraction = 1.0
+    config.child.width = 1.0
 
     config.search = ml_collections.ConfigDict()
     config.search.rounds = 3
-    config.search.children_per_round = 8  # m; REINFORCE updates the controller once per round
+    config.search.children_per_round = 8  # m, the population of one ask; one tell per round
     config.search.num_devices = 0  # devices children are spread over (0: all local devices)
     config.search.workers = 0  # threads training children (0: one per device)
 
-    # Each strategy's options (the one named by config.strategy is used).
+    # Each strategy's options (the one named by config.strategy is used): its static options
+    # (shapes: REINFORCE's hidden_size, evolution's pool_size P and sample_size S) and its
+    # params (traced: REINFORCE's learning_rate, baseline_decay, entropy_weight).
     config.reinforce = ml_collections.ConfigDict(
         dict(learning_rate=6e-4, baseline_decay=0.9, entropy_weight=0.0, hidden_size=35)
     )
-    config.evolution = ml_collections.ConfigDict(dict(population_size=8, sample_size=3))
+    config.evolution = ml_collections.ConfigDict(dict(pool_size=8, sample_size=3))
     config.random = ml_collections.ConfigDict()
 
     config.keep_checkpoints = 2

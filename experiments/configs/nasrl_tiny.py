@@ -21,6 +21,6 @@ def get_config():
     config.child.eval_batch_size = 64
     config.search.rounds = 3
     config.search.children_per_round = 3
-    config.evolution.population_size = 4
+    config.evolution.pool_size = 4
     config.progress = False
     return config

@@ -1,41 +1,41 @@
 """The host loop of a discrete search with real child networks (NAS-RL, Zoph & Le, ICLR 2017).
 
-``jnas.runner.search.search(config, workdir)`` hands a config here when ``config.strategy``
-names a discrete strategy of ``jnas.strategies.discrete_registry`` (``reinforce``, ``random``,
-``evolution``) instead of a gradient one; ``config.space.name`` then names the space whose
-children are trained (``nasrl``: the chain CNN of ``jnas.spaces.nasrl``). See
+Any discrete strategy (``jnas.strategies.base.DiscreteStrategy``: registered, named by
+``config.strategy``, or passed in as a class or object) searches any space (``config.space``,
+built by ``jnas.spaces.base.make_space``) whose children it trains with the space's
+``train_child`` at the fidelity ``config.child`` describes. See
 ``experiments/configs/nasrl_fashion_mnist.py`` for every key.
 
-Each round asks the strategy for ``search.children_per_round`` (m) architectures (for
-REINFORCE: one controller batch), looks each up in the history, trains the new ones with
-``jnas.spaces.nasrl.train_child`` (the low-fidelity budget ``config.child``) on the
-search-train half of the training set and scores them on the search-val half (the DARTS
-split, ``jnas.runner.search.load_search_data``); the reward is the validation accuracy. The
-new children of a round are trained concurrently, one worker thread per local device
+Each round asks the strategy for one population of ``search.children_per_round`` (m)
+architectures, looks each up in the history, trains the new ones on the search-train half of
+the training set and scores them on the search-val half (the DARTS split,
+``jnas.runner.data.load_search_data``); the reward is the validation accuracy. The new
+children of a round are trained concurrently, one worker thread per local device
 (``jax.default_device``), children assigned to devices round-robin; on one device they train
-one after the other. The rewards are told to the strategy in the order asked and the
-strategy's state is checkpointed after every round.
+one after the other. The rewards, checked on the host, are told to the strategy in one
+``tell`` in the order asked; ``tell``'s metrics are logged, and the strategy's state is
+checkpointed after every round.
 
 The workdir then holds:
 
 * ``config.json``: the config of the run;
 * ``history.jsonl``: a header line (``{"header": ...}``: what a reward depends on: space, child
   training, data, seed, strategy) and one row per trained child: ``round``, ``index`` (its
-  place in the round's batch), ``arch`` (the space's text form), ``reward``, ``params``,
+  place in the round's population), ``arch`` (the space's text form), ``reward``, ``params``,
   ``train_s``, ``device``. A child is written as soon as it is trained (before the round's
   checkpoint) and never trained again: a resumed run, which repeats the interrupted round's
-  asks exactly, finds it there;
-* ``checkpoints/``: orbax checkpoints of the strategy state (controller, Adam, baseline, or
-  population), step = rounds done;
+  ask exactly, finds it there;
+* ``checkpoints/``: orbax checkpoints of the strategy state, step = rounds done;
 * ``metrics.jsonl`` and ``tb/``: per round the reward mean/min/max, the best reward so far,
-  children trained, and for REINFORCE the baseline and the controller's entropy;
+  children trained, and the metrics of the strategy's ``tell`` (for REINFORCE the baseline
+  and the entropy of the policy the population was sampled from);
 * ``summary.json`` and ``best_arch.txt``: the best architecture found and its reward.
 
 Every random draw takes an explicit key: the strategy's init key is ``fold_in(key(seed), 0)``,
-the ask of child k in round r ``fold_in(fold_in(fold_in(key(seed), 1), r), k)`` and a child's
-training key ``fold_in(fold_in(key(seed), 2), hash(arch text))``, so a child's reward is a
-function of its architecture and the seed, whichever device trains it and whether the run was
-resumed.
+round r's ask ``fold_in(fold_in(key(seed), 1), r)`` (member k of the population: ``fold_in``
+of that with k) and a child's training key ``fold_in(fold_in(key(seed), 2), hash(arch
+text))``, so a child's reward is a function of its architecture and the seed, whichever device
+trains it and whether the run was resumed.
 
 Bad input stops the run with a message naming the problem and leaves history and checkpoints
 as they were: a non-finite reward (``NonFiniteRewardError``, naming the architecture), a
@@ -58,19 +58,30 @@ import jax
 import ml_collections
 import numpy as np
 
+from jnas.registry import UnknownNameError
+from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
 from jnas.runner.data import load_search_data
+from jnas.runner.errors import NonFiniteLossError
 from jnas.runner.progress import Progress
 from jnas.runner.writers import MetricWriter
-from jnas.spaces import nasrl
+from jnas.spaces import child as child_lib
+from jnas.spaces.base import Fidelity, make_space
 from jnas.spaces.discrete import ArchitectureError
-from jnas.strategies import controller, discrete_registry
+from jnas.strategies.base import (
+    STRATEGIES,
+    DiscreteStrategy,
+    check_reward,
+    kind_of,
+    make_strategy,
+)
 
 HISTORY = "history.jsonl"
 _INIT, _ASK, _CHILD = 0, 1, 2  # key streams
+_FIDELITY_KEYS = ("data_fraction", "width")  # config.child keys that are the fidelity's
 
 
-class NonFiniteRewardError(FloatingPointError):
+class NonFiniteRewardError(NonFiniteLossError):
     """A child's reward is NaN or infinite; the history and the last checkpoint are kept."""
 
 
@@ -79,37 +90,63 @@ class HistoryError(ValueError):
 
 
 def is_discrete(config: ml_collections.ConfigDict) -> bool:
-    """Whether ``config`` names a discrete strategy (this runner) rather than a gradient one."""
-    return config.strategy in discrete_registry.STRATEGIES
+    """Whether ``config.strategy`` names a discrete strategy (this runner's)."""
+    try:
+        return kind_of(config.strategy) == "discrete"
+    except UnknownNameError:
+        return False
 
 
-def make_space(space_config) -> nasrl.NasRLSpace:
-    """The space a config's ``space`` section describes (``name`` plus the space's fields)."""
-    options = dict(space_config.items())
-    name = options.pop("name", None)
-    if name != "nasrl":
-        raise ValueError(
-            f"config.space.name = {name!r}: real child training exists for 'nasrl' only"
-        )
-    fields = {f.name for f in dataclasses.fields(nasrl.NasRLSpace)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ValueError(f"unknown NAS-RL space option(s) {unknown}; known: {sorted(fields)}")
-    options = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in options.items()}
-    return nasrl.NasRLSpace(**options)
+def child_settings(child_config) -> tuple[child_lib.ChildTrainConfig, Fidelity]:
+    """``config.child`` -> the training config and the fidelity (``data_fraction``,
+    ``width``; the training config's ``num_steps`` is the budget)."""
+    options = dict((child_config or {}).items())
+    fidelity = Fidelity(**{k: options.pop(k) for k in _FIDELITY_KEYS if k in options})
+    return child_lib.ChildTrainConfig.make(options), fidelity
 
 
-def strategy_options(config: ml_collections.ConfigDict) -> dict:
-    """The strategy's options (``config.<strategy>``); REINFORCE's batch is the round's m."""
-    options = dict((config.get(config.strategy) or {}).items())
+def build_strategy(config: ml_collections.ConfigDict, spec, strategy=None):
+    """``(strategy object, params, name, options)`` for a population of m =
+    ``search.children_per_round``.
+
+    Args:
+      config: the run's config; ``config.strategy`` names a registered strategy (or
+        ``"pkg.module:Class"``) and ``config.<that name>``, if present, holds its options
+        (static ones and params, see ``jnas.strategies.base.make_strategy``).
+      spec: the space's decisions.
+      strategy: None (build ``config.strategy``), a ``DiscreteStrategy`` subclass (built
+        with the options of ``config.<config.strategy>`` when that name is this class, else
+        with its defaults), or an object (used as it is, with its ``default_params``; its
+        ``population_size`` must be m).
+
+    Returns:
+      ``name`` is ``config.strategy``, or ``"module:Class"`` for a class or object passed
+      in; ``options`` the config section used (a dict, empty if none).
+    """
     m = int(config.search.children_per_round)
-    if config.strategy == "reinforce":
-        if options.setdefault("batch_size", m) != m:
-            raise ValueError(
-                f"reinforce.batch_size = {options['batch_size']} must equal "
-                f"search.children_per_round = {m} (one controller update per round)"
-            )
-    return options
+    named = config.get("strategy")
+    section = config.get(named) if isinstance(named, str) and named.isidentifier() else None
+    options = dict(section.items()) if section is not None else {}
+    if strategy is None:
+        obj, params = make_strategy(named, spec, m, section)
+        return obj, params, named, options
+    cls = strategy if isinstance(strategy, type) else type(strategy)
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    if isinstance(strategy, type):
+        if not (isinstance(named, str) and named in STRATEGIES and STRATEGIES.get(named) is cls):
+            section, options = None, {}
+        obj, params = make_strategy(strategy, spec, m, section)
+        return obj, params, name, options
+    if not isinstance(strategy, DiscreteStrategy) and not all(
+        callable(getattr(strategy, f, None)) for f in ("init", "ask", "tell")
+    ):
+        raise TypeError(f"{strategy!r} has no init/ask/tell: not a discrete strategy")
+    if int(getattr(strategy, "population_size", m)) != m:
+        raise ValueError(
+            f"the strategy's population_size = {strategy.population_size} must equal "
+            f"search.children_per_round = {m}"
+        )
+    return strategy, strategy.default_params, name, {}
 
 
 def child_key(seed: int, text: str) -> jax.Array:
@@ -118,31 +155,27 @@ def child_key(seed: int, text: str) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _CHILD), digest)
 
 
-def count_params(arch: nasrl.NasRLArch, image_shape, num_classes: int) -> int:
-    """Parameters of a child network (shapes only, nothing is compiled)."""
-    model = nasrl.ChildNet(arch, num_classes)
-    shapes = jax.eval_shape(
-        model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), np.float32)
-    )
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes["params"])))
-
-
 def _jsonable(obj) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=list))
 
 
-def history_header(config, space, child_cfg) -> dict:
-    """What a reward depends on; a history with another header belongs to another run."""
+def history_header(config, space, child_cfg, fidelity, strategy_name, options) -> dict:
+    """What a reward depends on; a history with another header belongs to another run.
+
+    The fidelity's ``data_fraction`` and ``width`` are written only where they are not 1.
+    """
     d = config.data
+    child = dataclasses.asdict(child_cfg)
+    child.update({k: getattr(fidelity, k) for k in _FIDELITY_KEYS if getattr(fidelity, k) != 1})
     return _jsonable(
         {
-            "space": {"name": "nasrl", **dataclasses.asdict(space)},
-            "child": dataclasses.asdict(child_cfg),
+            "space": space.options(),
+            "child": child,
             "data": {"name": d.name, "train_portion": d.train_portion, "limit": d.limit},
             "seed": int(config.seed),
             "children_per_round": int(config.search.children_per_round),
-            "strategy": config.strategy,
-            "strategy_options": strategy_options(config),
+            "strategy": strategy_name,
+            "strategy_options": options,
         }
     )
 
@@ -205,7 +238,7 @@ class History:
         except ArchitectureError as e:
             raise HistoryError(f"{where}: {e}") from e
         try:
-            reward = discrete_registry.check_reward(row["reward"])
+            reward = check_reward(row["reward"])
         except ValueError as e:
             raise HistoryError(f"{where}, architecture {row['arch']!r}: {e}") from e
         if text in self.by_arch:
@@ -253,9 +286,10 @@ def _diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
 class _Trainer:
     """Trains children on the local devices: a thread per device, round-robin."""
 
-    def __init__(self, config, space, child_cfg, train, val, image_shape):
-        self.config, self.space, self.child_cfg = config, space, child_cfg
-        self.train, self.val, self.image_shape = train, val, image_shape
+    def __init__(self, config, space, child_cfg, fidelity, train, val):
+        self.config, self.space = config, space
+        self.child_cfg, self.fidelity = child_cfg, fidelity
+        self.train, self.val = train, val
         n = int(config.search.get("num_devices", 0)) or jax.local_device_count()
         if n > jax.local_device_count():
             raise ValueError(
@@ -267,10 +301,11 @@ class _Trainer:
     def _one(self, text: str, arch, device) -> dict:
         t0 = time.time()
         with jax.default_device(device):
-            reward = nasrl.train_child(
-                self.space.decode(arch),
+            reward = self.space.train_child(
+                arch,
                 self.train,
                 self.val,
+                fidelity=self.fidelity,
                 config=self.child_cfg,
                 key=child_key(self.config.seed, text),
             )
@@ -296,7 +331,7 @@ class _Trainer:
                     future.cancel()  # only if it has not started
                 try:
                     result = future.result()
-                    if error is None or math.isfinite(result["reward"]):
+                    if error is None or _is_finite(result["reward"]):
                         on_done(i, text, result)
                 except concurrent.futures.CancelledError:
                     pass
@@ -306,43 +341,66 @@ class _Trainer:
             raise error
 
 
-def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def _is_finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _strategy_record(metrics, taken) -> dict:
+    """``tell``'s metrics as host scalars; a name the runner uses gets a ``strategy/`` prefix."""
+    out = {}
+    for name, value in jax.device_get(dict(metrics or {})).items():
+        out[f"strategy/{name}" if name in taken else name] = np.asarray(value).tolist()
+    return out
+
+
+def search(config: ml_collections.ConfigDict, workdir: str, *, strategy=None) -> dict:
     """Run (or resume) a discrete search with real child training.
 
     Args:
       config: e.g. ``experiments/configs/nasrl_fashion_mnist.py``.
       workdir: where the history, checkpoints and metrics go; a rerun resumes from it.
+      strategy: None to build ``config.strategy`` from the registry, or a
+        ``DiscreteStrategy`` class or object (see :func:`build_strategy`), registered or not.
 
     Returns:
       The summary (also in ``summary.json``): the best architecture (``best_arch``, text) and
       its ``best_reward``, ``num_trained`` (children trained), ``num_asked``, rounds, devices.
+
+    The run is inside ``jnas.runner.use_runtime(config)``: ``config.json`` records the
+    runtime switches (native kernels, XLA options) the children were compiled with.
     """
+    with use_runtime(config) as (config, _):
+        return _search(config, workdir, strategy)
+
+
+def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
     os.makedirs(workdir, exist_ok=True)
-    strategy = discrete_registry.get(config.strategy)
     space = make_space(config.space)
-    spec = space.spec
-    options = strategy_options(config)
     m, rounds = int(config.search.children_per_round), int(config.search.rounds)
     if m < 1 or rounds < 0:
         raise ValueError(f"need children_per_round >= 1 and rounds >= 0, got {m}, {rounds}")
+    strategy, params, strategy_name, options = build_strategy(config, space.spec, strategy)
+    child_cfg, fidelity = child_settings(config.child)
     info, train, val = load_search_data(config)
-    child_cfg = nasrl.ChildTrainConfig.make(config.child)
     if not child_cfg.num_classes:
         child_cfg = dataclasses.replace(child_cfg, num_classes=info.num_classes)
     image_shape = train[0].shape[1:]  # [H, W, C]
 
     root = jax.random.key(config.seed)
-    init = jax.jit(lambda k: strategy.init(k, spec, options))
+    init = jax.jit(strategy.init)
     init_key = jax.random.fold_in(root, _INIT)
     ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 2))
     done, meta = ckpt.latest_step() or 0, {}
     if done:  # restore into the abstract state: nothing compiles
-        state, meta = ckpt.restore(jax.eval_shape(init, init_key))
+        state, meta = ckpt.restore(jax.eval_shape(init, init_key, params))
         print(f"resuming from round {done} in {workdir}", flush=True)
     else:
-        state = init(init_key)
+        state = init(init_key, params)
         write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    header = history_header(config, space, child_cfg)
+    header = history_header(config, space, child_cfg, fidelity, strategy_name, options)
     history = History(os.path.join(workdir, HISTORY), header, space)
     if len(history) < meta.get("num_trained", 0):
         raise IncompatibleCheckpointError(
@@ -351,24 +409,28 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "or remove the workdir to start afresh."
         )
 
-    trainer = _Trainer(config, space, child_cfg, train, val, image_shape)
-    ask = jax.jit(strategy.ask)
-    is_reinforce = discrete_registry.name_of(strategy) == "reinforce"
-    entropy = jax.jit(
-        jax.vmap(lambda p, a: controller.log_prob_and_entropy(p, a, spec)[1], (None, 0))
-    )
+    trainer = _Trainer(config, space, child_cfg, fidelity, train, val)
+    ask, tell = jax.jit(strategy.ask), jax.jit(strategy.tell)
     writer = MetricWriter(workdir, resume_step=done if done else None)
     progress = Progress(
-        rounds * m, min(done, rounds) * m, enabled=config.progress, desc=config.strategy
+        rounds * m, min(done, rounds) * m, enabled=config.progress, desc=str(strategy_name)
     )
+
+    def count_params(arch) -> int:
+        model = space.network(arch, num_classes=child_cfg.num_classes, fidelity=fidelity)
+        return child_lib.count_params(model, image_shape)
+
     t0 = time.time()
     for r in range(done, rounds):
         t_round = time.time()
         round_key = jax.random.fold_in(jax.random.fold_in(root, _ASK), r)
-        archs = []
-        for k in range(m):
-            state, arch = ask(state, jax.random.fold_in(round_key, k))
-            archs.append(np.asarray(arch))
+        archs, state = ask(round_key, state, params)
+        archs = np.asarray(archs)
+        if archs.shape != (m, space.spec.length):
+            raise ValueError(
+                f"the strategy asked for archs of shape {archs.shape}, expected "
+                f"({m}, {space.spec.length})"
+            )
         texts = [space.to_text(a) for a in archs]
         todo, seen = [], set()
         for k, (text, arch) in enumerate(zip(texts, archs)):
@@ -378,7 +440,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
         def on_done(k, text, result, r=r):
             try:
-                reward = discrete_registry.check_reward(result["reward"])
+                reward = check_reward(result["reward"])
             except ValueError as e:
                 raise NonFiniteRewardError(
                     f"child {text!r} (round {r}, index {k}) has reward {result['reward']}: {e}. "
@@ -386,9 +448,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     f"last checkpoint (round {ckpt.latest_step() or 0}) is untouched; rerun to "
                     "resume (trained children are not trained again)."
                 ) from None
-            arch = archs[k]
-            params = count_params(space.decode(arch), image_shape, child_cfg.num_classes)
-            row = dict(round=r, index=k, arch=text, reward=reward, params=params)
+            row = dict(round=r, index=k, arch=text, reward=reward, params=count_params(archs[k]))
             history.add(dict(row, train_s=result["train_s"], device=result["device"]))
             progress.update(r * m + k + 1)
 
@@ -402,12 +462,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "num_new": sum(history.by_arch[t]["round"] == r for t in set(texts)),
             "num_trained": len(history),
         }
-        if is_reinforce:  # the entropy of the policy the batch was sampled from
-            record["entropy"] = float(np.mean(entropy(state.params, np.stack(archs))))
-        for arch, reward in zip(archs, rewards):
-            state = discrete_registry.tell_checked(strategy, state, arch, reward)
-        if is_reinforce:
-            record["baseline"] = float(state.baseline)
+        state, metrics = tell(state, archs, np.asarray(rewards, np.float32), params)
+        record.update(_strategy_record(metrics, {*record, "best_reward", "round_s"}))
         best = history.best(last_round=r)
         record["best_reward"] = best["reward"]
         record["round_s"] = round(time.time() - t_round, 1)
@@ -428,8 +484,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     best = history.best()
     done = max(done, rounds)
     summary = {
-        "strategy": config.strategy,
-        "space": "nasrl",
+        "strategy": strategy_name,
+        "space": space.name,
         "best_arch": best["arch"] if best else None,
         "best_reward": best["reward"] if best else None,
         "best_round": best["round"] if best else None,

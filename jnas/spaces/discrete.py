@@ -7,9 +7,9 @@ connections, Zoph & Le 2017, Sec. 3.3: at layer i one sigmoid per earlier layer 
 one position (the index of the chosen label), an anchor over i earlier layers takes i positions
 (one 0/1 bit per earlier layer j < i, in order j = 0..i-1).
 
-Every concrete space (`jnas.spaces.nb201`, `jnas.spaces.nasrl`) follows the `DiscreteSpace`
-protocol: `spec`, `encode(obj) -> vector`, `decode(vector) -> obj`, `to_text(vector) -> str` and
-`parse(str) -> vector`, with `parse(to_text(a)) == a`.
+Every space (`jnas.spaces.base.SearchSpace`: `jnas.spaces.nb201`, `jnas.spaces.nasrl`, ...)
+describes its decisions by a `DecisionSpec` (its `spec`) and maps the vectors to and from its
+own architecture objects and text form.
 
 `sample_uniform` and `mutate` are pure functions of an explicit PRNG key and work under
 `jax.jit`, `jax.vmap` and `lax.scan` (the spec is static).
@@ -18,7 +18,6 @@ protocol: `spec`, `encode(obj) -> vector`, `decode(vector) -> obj`, `to_text(vec
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -167,21 +166,6 @@ class DecisionSpec:
                 f"decision {self.names[k]!r} has value {int(a[k])}, expected 0..{int(n[k]) - 1}"
             )
         return a.astype(np.int32)
-
-
-class DiscreteSpace(Protocol):
-    """What every discrete space offers (structural typing: no base class needed)."""
-
-    @property
-    def spec(self) -> DecisionSpec: ...
-
-    def encode(self, obj) -> np.ndarray: ...
-
-    def decode(self, arch) -> object: ...
-
-    def to_text(self, arch) -> str: ...
-
-    def parse(self, text: str) -> np.ndarray: ...
 
 
 def sample_uniform(spec: DecisionSpec, key: jax.Array) -> jax.Array:

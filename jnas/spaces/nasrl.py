@@ -16,21 +16,24 @@ Without skip connections the layers form a plain chain.
 The text form lists the layers, `;`-separated, as `{h}x{w}/s{stride}/f{filters}` followed by
 `<-j,k` when the layer reads earlier layers, e.g. `3x3/s1/f36; 5x7/s1/f48<-0; 1x3/s1/f24<-0,1`.
 
-`train_child` trains a decoded architecture briefly (a low-fidelity estimate) on in-memory
-arrays and returns its validation accuracy, the reward of the NAS-RL controller.
+The space registers as ``"nasrl"`` (:data:`jnas.spaces.base.SPACES`); ``network`` builds
+the child network (a fidelity's ``width`` scales every layer's filter count), and
+``train_child`` (:mod:`jnas.spaces.child`) trains it briefly on in-memory arrays and returns
+its validation accuracy, the reward of the NAS-RL controller.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from jnas.spaces.base import SPACES, Fidelity, SearchSpace
 from jnas.spaces.discrete import Anchor, ArchitectureError, Categorical, DecisionSpec
 
 
@@ -52,9 +55,10 @@ class NasRLArch:
     layers: tuple[ConvLayer, ...]
 
 
+@SPACES.register("nasrl")
 @dataclasses.dataclass(frozen=True)
-class NasRLSpace:
-    """The NAS-RL space; satisfies `jnas.spaces.discrete.DiscreteSpace`.
+class NasRLSpace(SearchSpace):
+    """The NAS-RL space (a :class:`~jnas.spaces.base.SearchSpace`).
 
     Attributes:
       num_layers: number of convolution layers (the paper grows it from 6 to 15).
@@ -71,6 +75,8 @@ class NasRLSpace:
     num_filters: tuple[int, ...] = (24, 36, 48, 64)
     predict_stride: bool = False
     skip_connections: bool = True
+
+    name: ClassVar[str] = "nasrl"
 
     @property
     def spec(self) -> DecisionSpec:
@@ -150,6 +156,22 @@ class NasRLSpace:
             layers.append(ConvLayer(int(fh), int(fw), int(s), int(nf), inputs))
         return self.encode(NasRLArch(tuple(layers)))
 
+    def network(self, arch, *, num_classes: int, fidelity: Fidelity | None = None) -> ChildNet:
+        """The child CNN of ``arch`` (an int vector or a `NasRLArch`).
+
+        A fidelity's ``width`` multiplies every layer's filter count (rounded, at least 1).
+        """
+        decoded = self.decode(self.encode(arch) if isinstance(arch, NasRLArch) else arch)
+        width = 1.0 if fidelity is None else float(fidelity.width)
+        if width != 1.0:
+            decoded = NasRLArch(
+                tuple(
+                    dataclasses.replace(x, num_filters=max(1, int(round(x.num_filters * width))))
+                    for x in decoded.layers
+                )
+            )
+        return ChildNet(decoded, int(num_classes))
+
 
 _LAYER_RE = re.compile(r"(\d+)x(\d+)/s(\d+)/f(\d+)(?:<-(\d+(?:,\d+)*))?")
 
@@ -205,137 +227,3 @@ class ChildNet(nn.Module):
         final = [o for i, o in enumerate(outputs) if i not in consumed]
         h = concat_padded(final) if final else x
         return nn.Dense(self.num_classes)(jnp.mean(h, axis=(1, 2)))
-
-
-@dataclasses.dataclass(frozen=True)
-class ChildTrainConfig:
-    """Low-fidelity training of a child network (SGD with Nesterov momentum, cosine decay).
-
-    Attributes:
-      num_steps: optimizer steps (the fidelity).
-      batch_size: training batch size (capped at the number of training images).
-      learning_rate: peak learning rate, decayed to 0 by a cosine schedule.
-      momentum: Nesterov momentum (Zoph & Le train children with momentum 0.9, Nesterov).
-      weight_decay: L2 weight decay added to the gradients.
-      eval_batch_size: batch size of the validation pass.
-      num_classes: classifier outputs; 0 infers max(label) + 1 from the arrays.
-    """
-
-    num_steps: int = 100
-    batch_size: int = 64
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    eval_batch_size: int = 500
-    num_classes: int = 0
-
-    @classmethod
-    def make(cls, config=None) -> ChildTrainConfig:
-        """From None, a `ChildTrainConfig`, or a mapping / `ConfigDict` of some of the fields."""
-        if config is None or isinstance(config, cls):
-            return config or cls()
-        items = dict(config.items())  # a Mapping or an ml_collections ConfigDict
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in items if k not in names)
-        if unknown:
-            raise ValueError(f"unknown child training option(s) {unknown}; known: {sorted(names)}")
-        return cls(**items)
-
-
-def _check_arrays(arrays, what: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        images, labels = arrays
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a pair (images, labels)") from None
-    images, labels = np.asarray(images), np.asarray(labels)
-    if images.ndim == 3:  # [N, H, W] grayscale
-        images = images[..., None]
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(f"{what} images have shape {images.shape}, expected [N, H, W, C], N > 0")
-    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"{what} labels have shape {labels.shape} and dtype {labels.dtype}, "
-            f"expected integers of shape ({images.shape[0]},)"
-        )
-    return images, labels.astype(np.int32)
-
-
-def train_child(arch: NasRLArch, train_arrays, val_arrays, *, config=None, key: jax.Array):
-    """Trains the child network of `arch` briefly and returns its validation accuracy.
-
-    Training calls one jit-compiled step `num_steps` times (not a `lax.scan`: XLA:CPU runs the
-    convolutions of a loop body up to 50x slower than the same step outside a loop); step t
-    draws a batch without replacement with `fold_in(data_key, t)`. Images are scaled to [0, 1] and
-    normalized per channel with the training images' mean and standard deviation.
-
-    Args:
-      arch: the decoded architecture (`NasRLSpace.decode(vector)`).
-      train_arrays: `(images, labels)`: uint8 (or float in [0, 255]) `[N, H, W, C]` (or
-        `[N, H, W]`) and int `[N]`.
-      val_arrays: the same for the validation images.
-      config: `ChildTrainConfig`, or a mapping / `ConfigDict` of its fields, or None.
-      key: a PRNG key (initialization and batch order).
-
-    Returns:
-      The validation accuracy, a float in [0, 1].
-    """
-    cfg = ChildTrainConfig.make(config)
-    x_train, y_train = _check_arrays(train_arrays, "train_arrays")
-    x_val, y_val = _check_arrays(val_arrays, "val_arrays")
-    if x_train.shape[1:] != x_val.shape[1:]:
-        raise ValueError(f"image shapes differ: {x_train.shape[1:]} vs {x_val.shape[1:]}")
-    num_classes = cfg.num_classes or int(max(y_train.max(), y_val.max())) + 1
-    pixels = x_train.reshape(-1, x_train.shape[-1]).astype(np.float64) / 255.0
-    mean = jnp.asarray(pixels.mean(0), jnp.float32)
-    std = jnp.asarray(np.maximum(pixels.std(0), 1e-3), jnp.float32)
-    normalize = lambda x: (x.astype(jnp.float32) / 255.0 - mean) / std
-
-    model = ChildNet(arch, num_classes)
-    init_key, data_key = jax.random.split(key)
-    variables = jax.jit(model.init)(init_key, jnp.zeros((1, *x_train.shape[1:]), jnp.float32))
-    schedule = optax.cosine_decay_schedule(cfg.learning_rate, max(cfg.num_steps, 1))
-    tx = optax.chain(
-        optax.add_decayed_weights(cfg.weight_decay),
-        optax.sgd(schedule, momentum=cfg.momentum, nesterov=True),
-    )
-    batch = min(cfg.batch_size, x_train.shape[0])
-
-    def loss_fn(p, bs, x, y):
-        logits, upd = model.apply(
-            {"params": p, "batch_stats": bs}, x, train=True, mutable=["batch_stats"]
-        )
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, upd["batch_stats"]
-
-    @jax.jit
-    def step(carry, t, x_all, y_all):
-        p, bs, opt = carry
-        k = jax.random.fold_in(data_key, t)
-        idx = jax.random.choice(k, x_all.shape[0], (batch,), replace=False)
-        grads, bs = jax.grad(loss_fn, has_aux=True)(p, bs, normalize(x_all[idx]), y_all[idx])
-        updates, opt = tx.update(grads, opt, p)
-        return optax.apply_updates(p, updates), bs, opt
-
-    def train(params, batch_stats, x_all, y_all):
-        carry = (params, batch_stats, jax.jit(tx.init)(params))
-        for t in range(cfg.num_steps):
-            carry = step(carry, jnp.int32(t), x_all, y_all)
-        return carry[0], carry[1]
-
-    @jax.jit
-    def num_correct(params, batch_stats, x, y, mask):
-        logits = model.apply({"params": params, "batch_stats": batch_stats}, normalize(x))
-        return jnp.sum((jnp.argmax(logits, -1) == y) & mask)
-
-    params, batch_stats = train(
-        variables["params"], variables["batch_stats"], jnp.asarray(x_train), jnp.asarray(y_train)
-    )
-    eb = min(cfg.eval_batch_size, x_val.shape[0])
-    correct = 0
-    for start in range(0, x_val.shape[0], eb):  # fixed-size batches: one compilation
-        x, y = x_val[start : start + eb], y_val[start : start + eb]
-        mask = np.arange(eb) < x.shape[0]
-        x = np.concatenate([x, np.zeros((eb - x.shape[0], *x.shape[1:]), x.dtype)])
-        y = np.concatenate([y, np.zeros((eb - y.shape[0],), y.dtype)])
-        correct += int(num_correct(params, batch_stats, x, y, mask))
-    return correct / x_val.shape[0]

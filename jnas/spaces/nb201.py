@@ -12,6 +12,14 @@ benchmark's (and NASLib's): 0=none, 1=skip_connect, 2=nor_conv_1x1, 3=nor_conv_3
 4=avg_pool_3x3, so the table's 6-digit `op_code` is the vector's digits, and reading it in base 5
 gives `to_code`, the index a tabular lookup gathers with inside jit.
 
+The space registers as ``"nb201"`` (:data:`jnas.spaces.base.SPACES`). Its ``network`` is
+the NAS-Bench-201 network of the paper (Dong & Yang 2020, Sec. 2; their ``TinyNetwork``): a
+3x3 convolution stem to C channels with batch norm, three stages of N cells at C, 2C and 4C
+channels with a residual reduction block (ResNet basic block, stride 2) between stages, then
+batch norm, ReLU, global average pooling and a linear classifier; C = 16, N = 5 give the
+table's parameter counts (``c10_params_m``). ``load_table`` reads the benchmark's table
+(:mod:`jnas.tabular.nb201`).
+
 Example:
   >>> a = parse("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|")
   >>> a.tolist(), op_code(a)
@@ -21,11 +29,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from jnas.ops import layers, primitives
 from jnas.spaces import discrete
+from jnas.spaces.base import SPACES, Fidelity, SearchSpace
 from jnas.spaces.discrete import ArchitectureError, Categorical, DecisionSpec
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -37,9 +50,30 @@ NUM_ARCHS = len(OPS) ** len(EDGES)
 Genotype = tuple[tuple[tuple[str, int], ...], ...]
 
 
+@SPACES.register("nb201")
 @dataclasses.dataclass(frozen=True)
-class NB201Space:
-    """The NAS-Bench-201 space; satisfies `jnas.spaces.discrete.DiscreteSpace`."""
+class NB201Space(SearchSpace):
+    """The NAS-Bench-201 space (a :class:`~jnas.spaces.base.SearchSpace` with a table).
+
+    Attributes:
+      channels: C, the channels of the first stage (the benchmark: 16); a fidelity's
+        ``width`` multiplies it.
+      cells_per_stage: N, the cells of each of the three stages (the benchmark: 5).
+
+    The options shape the network only: the decisions, and the table, are the same for all.
+    """
+
+    channels: int = 16
+    cells_per_stage: int = 5
+
+    name: ClassVar[str] = "nb201"
+
+    def __post_init__(self):
+        if int(self.channels) < 1 or int(self.cells_per_stage) < 1:
+            raise ValueError(
+                f"NB201Space needs channels >= 1 and cells_per_stage >= 1, got "
+                f"{self.channels} and {self.cells_per_stage}"
+            )
 
     @property
     def spec(self) -> DecisionSpec:
@@ -108,6 +142,109 @@ class NB201Space:
                 node.append((op, int(src)))
             genotype.append(tuple(node))
         return self.encode(tuple(genotype))
+
+    def network(self, arch, *, num_classes: int, fidelity: Fidelity | None = None) -> TinyNetwork:
+        """The NAS-Bench-201 network of ``arch`` (an int vector or a genotype).
+
+        A fidelity's ``width`` multiplies C (rounded, at least 1).
+        """
+        genotype = self.decode(self.encode(arch) if isinstance(arch, tuple) else arch)
+        width = 1.0 if fidelity is None else float(fidelity.width)
+        return TinyNetwork(
+            genotype,
+            num_classes=int(num_classes),
+            channels=max(1, int(round(self.channels * width))),
+            cells_per_stage=int(self.cells_per_stage),
+        )
+
+    def load_table(self, path=None):
+        """The benchmark's table (:func:`jnas.tabular.nb201.load_table`; ``path`` None reads
+        ``$JNAS_NB201_PATH``)."""
+        from jnas.tabular.nb201 import load_table  # jnas.tabular imports this module
+
+        return load_table(path)
+
+
+class NB201Cell(nn.Module):
+    """A cell of a fixed architecture (NAS-Bench-201's ``InferCell``): node i is the sum over
+    j < i of op(node j); the cell's output is node 3. ``none`` edges add nothing (a node whose
+    edges are all ``none`` is zero), convolutions are ReLU-Conv-BN, the pool is 3x3 average
+    pooling that excludes the padding."""
+
+    genotype: Genotype
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if x.shape[-1] != self.features:
+            raise ValueError(f"a cell maps {self.features} channels, got {x.shape[-1]}")
+        nodes = [x]
+        for node in self.genotype:
+            terms = [_edge_op(op, self.features)(nodes[j], train) for op, j in node if op != "none"]
+            nodes.append(sum(terms[1:], terms[0]) if terms else jnp.zeros_like(x))
+        return nodes[-1]
+
+
+def _edge_op(op: str, features: int) -> nn.Module:
+    if op == "skip_connect":
+        return primitives.Identity()
+    if op == "nor_conv_1x1":
+        return primitives.ReLUConvBN(features, 1, 1, 0)
+    if op == "nor_conv_3x3":
+        return primitives.ReLUConvBN(features, 3, 1, 1)
+    if op == "avg_pool_3x3":
+        return primitives.Pool("avg", 1)
+    raise ArchitectureError(f"unknown op {op!r}; the ops are {list(OPS)}")
+
+
+class ResidualReduction(nn.Module):
+    """NAS-Bench-201's stage transition (ResNet basic block, stride 2): ReLU-Conv3x3(s2)-BN,
+    ReLU-Conv3x3-BN, plus a shortcut of 2x2 average pooling and a 1x1 convolution."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if x.shape[1] % 2 or x.shape[2] % 2:
+            raise ValueError(
+                f"the NAS-Bench-201 reduction block needs even spatial sizes, got "
+                f"{x.shape[1]}x{x.shape[2]} (the 2x2 pool and the stride-2 conv would disagree)"
+            )
+        h = primitives.ReLUConvBN(self.features, 3, 2, 1)(x, train)
+        h = primitives.ReLUConvBN(self.features, 3, 1, 1)(h, train)
+        shortcut = layers.Conv2d(self.features, (1, 1))(layers.avg_pool(x, 2, 2, 0))
+        return shortcut + h
+
+
+class TinyNetwork(nn.Module):
+    """The NAS-Bench-201 network of one fixed cell (see the module docstring).
+
+    Attributes:
+      genotype: the cell (``NB201Space.decode``), shared by every cell of the network.
+      num_classes: outputs of the classifier.
+      channels: C of the first stage.
+      cells_per_stage: N.
+    """
+
+    genotype: Genotype
+    num_classes: int
+    channels: int = 16
+    cells_per_stage: int = 5
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """NHWC float images -> logits ``[N, num_classes]``."""
+        c = self.channels
+        x = layers.Conv2d(c, (3, 3), padding=(1, 1))(x)
+        x = layers.batch_norm(True, None)(x, use_running_average=not train)
+        for stage in range(3):
+            if stage:
+                x = ResidualReduction(c * 2**stage)(x, train)
+            for _ in range(self.cells_per_stage):
+                x = NB201Cell(self.genotype, c * 2**stage)(x, train)
+        x = layers.batch_norm(True, None)(x, use_running_average=not train)
+        x = jnp.mean(nn.relu(x), axis=(1, 2))
+        return layers.Dense(self.num_classes)(x)
 
 
 def _op_index(op: str, edge: str) -> int:

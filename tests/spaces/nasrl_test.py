@@ -1,4 +1,4 @@
-"""Tests of the NAS-RL chain-CNN space, its child network and `train_child`."""
+"""Tests of the NAS-RL chain-CNN space, its child network and its `train_child`."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from jnas.spaces import discrete
+from jnas.spaces.base import SPACES, Fidelity
+from jnas.spaces.child import count_params
 from jnas.spaces.discrete import Anchor, ArchitectureError
-from jnas.spaces.nasrl import ChildNet, ConvLayer, NasRLArch, NasRLSpace, concat_padded, train_child
+from jnas.spaces.nasrl import ChildNet, ConvLayer, NasRLArch, NasRLSpace, concat_padded
 
 
 def test_spec_layout_per_layer_with_anchors():
@@ -104,10 +106,24 @@ def _brightness_task(n, seed):
     return images, labels
 
 
+def test_network_scales_the_filters_by_the_fidelity_width():
+    space = SPACES.get("nasrl")(num_layers=2, num_filters=(24, 36))
+    arch = space.parse("3x3/s1/f24; 1x1/s1/f36<-0")
+    assert space.network(arch, num_classes=10) == ChildNet(space.decode(arch), 10)
+    half = space.network(arch, num_classes=10, fidelity=Fidelity(width=0.5))
+    assert [x.num_filters for x in half.arch.layers] == [12, 18]
+    tiny = space.network(space.decode(arch), num_classes=10, fidelity=Fidelity(width=0.01))
+    assert [x.num_filters for x in tiny.arch.layers] == [1, 1]  # at least one filter
+    # By hand: conv 3x3x1x12 + BN 2*12, conv 1x1x12x18 + BN 2*18, dense 18*10 + 10.
+    assert count_params(half, (8, 8, 1)) == 108 + 24 + 216 + 36 + 190
+    with pytest.raises(ArchitectureError, match="num_filters = 5"):
+        space.network(NasRLArch((ConvLayer(3, 3, 1, 5), ConvLayer(1, 1, 1, 24))), num_classes=2)
+
+
 def test_train_child_learns_a_tiny_task():
     space = NasRLSpace(num_layers=2)
-    arch = space.decode(space.parse("3x3/s1/f24; 1x1/s1/f24<-0"))
-    acc = train_child(
+    arch = space.parse("3x3/s1/f24; 1x1/s1/f24<-0")
+    acc = space.train_child(
         arch,
         _brightness_task(256, 0),
         _brightness_task(100, 1),
@@ -119,11 +135,14 @@ def test_train_child_learns_a_tiny_task():
 
 
 def test_train_child_rejects_bad_inputs():
-    arch = NasRLSpace(num_layers=1).decode([1, 1, 0])
+    space = NasRLSpace(num_layers=1)
+    arch = np.asarray([1, 1, 0])
     good = _brightness_task(8, 0)
     with pytest.raises(ValueError, match="labels"):
-        train_child(arch, (good[0], good[1][:4]), good, key=jax.random.key(0))
+        space.train_child(arch, (good[0], good[1][:4]), good, key=jax.random.key(0))
     with pytest.raises(ValueError, match="unknown child training option"):
-        train_child(arch, good, good, config={"epochs": 1}, key=jax.random.key(0))
+        space.train_child(arch, good, good, config={"epochs": 1}, key=jax.random.key(0))
     with pytest.raises(ValueError, match="pair"):
-        train_child(arch, good[0], good, key=jax.random.key(0))
+        space.train_child(arch, good[0], good, key=jax.random.key(0))
+    with pytest.raises(ArchitectureError):
+        space.train_child([1, 1, 7], good, good, key=jax.random.key(0))

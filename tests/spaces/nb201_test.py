@@ -1,11 +1,15 @@
-"""Tests of the NAS-Bench-201 space: arch strings, op codes and base-5 codes."""
+"""Tests of the NAS-Bench-201 space: arch strings, op codes, base-5 codes and its network."""
+
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jnas.spaces import discrete, nb201
+from jnas.ops import layers
+from jnas.spaces import child, discrete, nb201
+from jnas.spaces.base import SPACES, Fidelity
 from jnas.spaces.discrete import ArchitectureError
 
 RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
@@ -97,3 +101,104 @@ def test_mixed_radix_code_matches_manual_formula():
         for b in range(2):
             assert int(discrete.to_code(spec, jnp.array([a, b]))) == 2 * a + b
             np.testing.assert_array_equal(discrete.from_code(spec, 2 * a + b), [a, b])
+
+
+# The network of a fixed architecture (NAS-Bench-201's TinyNetwork).
+
+TABLE_PATH = os.environ.get("JNAS_NB201_PATH") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "..",
+    "shared",
+    "nasbench201",
+    "nb201.csv.gz",
+)
+
+
+def _num_params(module, image_shape):
+    return child.count_params(module, image_shape)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return SPACES.get("nb201")().load_table(TABLE_PATH)
+
+
+def test_the_space_is_registered_and_has_the_table(table):
+    space = SPACES.get("nb201")()
+    assert (
+        space == nb201.SPACE
+        and space.has_table
+        and space.options()
+        == {
+            "name": "nb201",
+            "channels": 16,
+            "cells_per_stage": 5,
+        }
+    )
+    assert table.lookup(RESNET)["c10_test_acc"] == pytest.approx(93.91)
+
+
+@pytest.mark.parametrize("code", [0, 1, 777, 5000, 9999, 12345, 15624])
+def test_network_parameters_equal_the_tables(table, code):
+    """CIFAR-10 (32x32x3, 10 classes) parameter counts against the table's `c10_params_m`."""
+    arch = np.asarray(nb201.from_code(code))
+    model = nb201.SPACE.network(arch, num_classes=10)
+    assert _num_params(model, (32, 32, 3)) == round(table.columns["c10_params_m"][code] * 1e6)
+
+
+def test_network_parameters_by_op_count(table):
+    """Every architecture: 73,306 + 243,040 per 3x3 conv + 28,000 per 1x1 conv edge (the
+    table's formula), here for all-one-op cells and the table's best."""
+    for op, extra in [("none", 0), ("skip_connect", 0), ("avg_pool_3x3", 0)]:
+        arch = np.full(6, nb201.OPS.index(op), np.int32)
+        assert _num_params(nb201.SPACE.network(arch, num_classes=10), (32, 32, 3)) == 73306 + extra
+    arch = nb201.parse(BEST_C10)  # four 3x3 convs, one 1x1
+    assert _num_params(nb201.SPACE.network(arch, num_classes=10), (32, 32, 3)) == (
+        73306 + 4 * 243040 + 28000
+    )
+
+
+def test_width_scales_the_channels():
+    arch = nb201.parse(RESNET)
+    net = nb201.SPACE.network(arch, num_classes=10, fidelity=Fidelity(width=0.5))
+    assert net.channels == 8 and net.cells_per_stage == 5
+    assert nb201.NB201Space(channels=4).network(arch, num_classes=3).channels == 4
+    assert nb201.SPACE.network(arch, num_classes=3, fidelity=Fidelity(width=0.01)).channels == 1
+    with pytest.raises(ValueError, match="channels"):
+        nb201.NB201Space(channels=0)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # node1 = x, node2 = x + node1, node3 = x + node1 + node2 = 4x.
+        ("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|"
+         "skip_connect~2|", lambda x: 4 * x),
+        ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", lambda x: 0 * x),
+        # Only 3<-0 is an op: a 3x3 average pool excluding the padding.
+        ("|skip_connect~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|none~2|",
+         lambda x: layers.avg_pool(x, 3, 1, 1)),
+        # node3 = node1 + node2 = x + x.
+        ("|skip_connect~0|+|skip_connect~0|none~1|+|none~0|skip_connect~1|skip_connect~2|",
+         lambda x: 2 * x),
+    ],
+)  # fmt: skip
+def test_cell_sums_the_ops_of_earlier_nodes(text, expected):
+    cell = nb201.NB201Cell(nb201.decode(nb201.parse(text)), features=3)
+    x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
+    variables = cell.init(jax.random.key(1), x)
+    np.testing.assert_allclose(cell.apply(variables, x), expected(x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_tiny_network_trains_and_rejects_odd_sizes():
+    space = nb201.NB201Space(channels=4, cells_per_stage=1)
+    net = space.network(nb201.parse(BEST_C10), num_classes=3)
+    x = jnp.ones((2, 8, 8, 1))
+    variables = net.init(jax.random.key(0), x)
+    logits, updates = net.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert logits.shape == (2, 3) and bool(jnp.all(jnp.isfinite(logits)))
+    assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(
+        variables["batch_stats"]
+    )
+    with pytest.raises(ValueError, match="even spatial sizes"):
+        jax.eval_shape(net.init, jax.random.key(0), jnp.ones((1, 7, 7, 1)))
