@@ -20,6 +20,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jnas import runtime
 from jnas.ops.depthwise import depthwise_conv2d, output_size
 
 DEFAULT_SHAPES = ["32x16", "16x32", "8x64"]  # HxW (square) x C
@@ -72,6 +73,7 @@ def _programs(impl: str, k: int, stride: int, dilation: int, edges: int):
 
 
 def main(argv=None):
+    runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES, help="HxC, e.g. 32x16")

@@ -29,8 +29,8 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-import jnas
-from jnas.ops import xla_cpu
+import jnas.runtime
+from jnas.ops import settings
 from jnas.runner import setup_jax
 from jnas.runner.train_step import Retrainer, create_optimizer
 from jnas.spaces.cells import build_network
@@ -72,7 +72,13 @@ def _peak_mem_mb(device) -> tuple[float, str]:
 
 
 def bench(batch: int) -> dict:
-    """Compile and time the train step at one batch size."""
+    """Compile and time the train step at one batch size (the runtime switches of
+    ``jnas.ops.settings`` from the environment: ``JNAS_NATIVE=0`` etc.)."""
+    with settings.use(None) as runtime:
+        return _bench(batch, runtime)
+
+
+def _bench(batch: int, runtime: settings.Resolved) -> dict:
     model = build_network(
         "cifar",
         get_genotype(FLAGS.genotype),
@@ -117,7 +123,7 @@ def bench(batch: int) -> dict:
     init_s = time.time() - t0
     # Mid-training: drop-path at half its final probability.
     state = state.replace(step=jnp.asarray(epochs // 2 * steps_per_epoch, jnp.int32))
-    step = jax.jit(trainer.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options())
+    step = jax.jit(trainer.step, donate_argnums=0, compiler_options=runtime.xla_options)
     t0 = time.time()
     compiled = step.lower(state, batch_data, jax.random.PRNGKey(1)).compile()
     compile_s = time.time() - t0
@@ -150,6 +156,7 @@ def bench(batch: int) -> dict:
         "cpu_s_median": round(float(np.median(cpus)), 3),
         "page_faults_per_step": int(np.median(faults)),
         "malloc": jnas.runtime.malloc_status(),
+        "runtime": runtime.record(),  # native kernels and XLA options (JNAS_NATIVE... override)
         "init_s": round(init_s, 1),
         "step_s_all": [round(w, 4) for w in walls],
         "genotype": FLAGS.genotype,
@@ -164,6 +171,7 @@ def bench(batch: int) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    jnas.runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     if FLAGS.compilation_cache:
         setup_jax(FLAGS.compilation_cache)
     rows = []

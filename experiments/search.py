@@ -5,14 +5,20 @@ r"""Run an architecture search from a config file.
   python -m experiments.search --config=experiments/configs/nasrl_fashion_mnist.py \
       --workdir=runs/nasrl [--config.strategy=random ...]
 
-Rerunning the same command resumes from the last checkpoint in ``--workdir``.
+The config's strategy picks the host loop (:func:`jnas.runner.run_search`): a gradient
+strategy searches a supernet and prints the genotype it derived and where the pictures of its
+cells were written (``<workdir>/cells``); a discrete strategy trains child networks and
+prints the best architecture. Rerunning the same command resumes from the last checkpoint in
+``--workdir``.
 """
+
+import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jnas.runner import setup_jax
-from jnas.runner.search import search
+from jnas import runtime
+from jnas.runner import run_search, setup_jax
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
@@ -23,13 +29,18 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
-    summary = search(FLAGS.config, FLAGS.workdir)
-    if "best_arch" in summary:  # a discrete search with real child networks (NAS-RL)
-        print(f"best architecture: {summary['best_arch']} (reward {summary['best_reward']})")
-    else:
+    summary = run_search(FLAGS.config, FLAGS.workdir)
+    if "genotype" in summary:  # a gradient search: a cell derived from the supernet
+        from jnas.spaces.draw import write_cell_pictures
+
         print(f"genotype: {summary['genotype']}")
+        pictures = write_cell_pictures(summary["genotype"], os.path.join(FLAGS.workdir, "cells"))
+        print(f"cell pictures: {', '.join(p for p in pictures if p.endswith('.png'))}")
+    else:  # a discrete search
+        print(f"best architecture: {summary['best_arch']} (reward {summary['best_reward']})")
     if "retrain" in summary:
         print(f"retrained test accuracy: {summary['retrain'].get('test_acc')}")
 

@@ -1,55 +1,32 @@
-"""Tests for jnas.runtime: importing jnas stops each step from page-faulting its temporaries."""
+"""Tests for jnas.runtime: importing jnas changes nothing; the entry points tune malloc so
+that steps stop page-faulting their temporaries (tests/scripts/malloc_faults.py)."""
 
 from __future__ import annotations
 
 import platform
-import textwrap
 
 import pytest
 
-SCRIPT = textwrap.dedent(
-    """
-    import json, resource
-    import jnas, jax, jax.numpy as jnp
-
-    @jax.jit
-    def f(m):  # two 32 MB temporaries (matrix products)
-        a = jnp.tanh(m @ m[:1024].T)
-        b = jnp.tanh(a @ m[:1024])
-        return b[:4, 0] + a[-4:, 0]
-
-    x = jax.random.normal(jax.random.PRNGKey(0), (8192, 1024))
-    # The heap grows over the first calls (a call's temporaries can be allocated before the
-    # previous call's are freed); then it holds enough free space.
-    for _ in range(12):
-        f(x).block_until_ready()
-    faults = []
-    for _ in range(7):
-        r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        f(x).block_until_ready()
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
-    faults = sorted(faults)[3]  # the median call
-    print("RESULT" + json.dumps(dict(status=jnas.runtime.malloc_status(), faults=faults)))
-    """
-)
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
-def test_steps_reuse_their_memory(run_script):
-    off = run_script(SCRIPT, env={"JNAS_MALLOC": "0"})
-    on = run_script(SCRIPT)
-    assert off["status"] == "off: JNAS_MALLOC=0"
-    assert on["status"] == "on"
-    # Without the settings each call maps its 64 MB of temporaries afresh: 4 KiB pages, one
-    # fault each (or fewer with transparent huge pages); with them, the heap is reused.
-    assert off["faults"] > 5_000, off
-    assert on["faults"] < off["faults"] / 20, (on, off)
+@glibc_only
+def test_import_leaves_malloc_alone_and_entry_points_tune_it(run_script):
+    imported = run_script("malloc_faults.py", "import")
+    train = run_script("malloc_faults.py", "train")
+    search = run_script("malloc_faults.py", "search")
+    search_off = run_script("malloc_faults.py", "search", env={"JNAS_MALLOC": "0"})
+    assert imported["status"] == "not attempted"
+    assert train["status"] == search["status"] == "on"
+    assert search_off["status"] == "off: JNAS_MALLOC=0"
+    # Untouched, glibc maps each call's temporaries (32 MB each) afresh: 4 KiB pages, one
+    # fault each (or fewer with transparent huge pages); tuned, the heap is reused.
+    assert imported["faults"] > 4_000, imported
+    assert search_off["faults"] > 4_000, search_off
+    for tuned in (train, search):
+        assert tuned["faults"] < imported["faults"] / 20, (tuned, imported)
 
 
-def test_late_import_is_reported(run_script):
-    script = (
-        "import json, jax; jax.numpy.zeros(1).block_until_ready(); import jnas; "
-        "print('RESULT' + json.dumps(jnas.runtime.malloc_status()))"
-    )
-    status = run_script(script, timeout=120)
+def test_late_call_is_reported(run_script):
+    status = run_script("malloc_faults.py", "late", timeout=120)["status"]
     assert status.startswith(("late", "off")), status
