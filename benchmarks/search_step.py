@@ -5,12 +5,13 @@ r"""Time one search step of the paper's search network, per method, order and ba
   python benchmarks/search_step.py --method=gdas --order=1 --batch=64 --json=out.json
   python benchmarks/search_step.py --method=darts,gdas,pcdarts,pdarts --order=1 --batch=64
 
-``--method`` is ``darts``, ``gdas``, ``pcdarts``, ``pdarts`` (its first stage: 8 ops), a
-comma-separated list of them, or ``all``; each method runs with its CIFAR-10 config
-(``experiments/configs/<method>_cifar10.py``: GDAS's sampled edges, PC-DARTS's K=4 and edge
+``--method`` is a registered gradient strategy (``darts``, ``gdas``, ``pcdarts``, ``pdarts``:
+its first stage, 8 ops, ``snas``, ... any module that registers one), a comma-separated list
+of them, or ``all``; each method runs with the config its registration names (its CIFAR-10
+config when it has one, else its first: GDAS's sampled edges, PC-DARTS's K=4 and edge
 normalization, P-DARTS's skip dropout) on the same network, batch and order, and every JSON
 row names its ``method``. The timed step is always a full one: warm-ups (PC-DARTS, P-DARTS)
-are turned off. GDAS has no second order (its rows are first order only).
+are turned off. Strategies without a second order (GDAS, SNAS) get first-order rows only.
 
 The network is the DARTS CIFAR-10 search network (C=16, 8 cells, 4 nodes, 32x32x3 inputs,
 10 classes) unless --C/--layers/--size say otherwise. Each row runs in a fresh subprocess, so
@@ -39,7 +40,6 @@ import subprocess
 import sys
 import time
 
-METHODS = ("darts", "gdas", "pcdarts", "pdarts")
 KEYS = (
     "method",
     "order",
@@ -58,18 +58,17 @@ def _row(args) -> dict:
     import numpy as np
 
     from jnas.ops import xla_cpu
-    from jnas.strategies import get_gradient_strategy
+    from jnas.strategies.oneshot import gradient_strategy
 
-    config = _load_config(args.method)
+    strategy = gradient_strategy(args.method)
+    config = strategy.stage_configs(_load_config(args.method))[0]
     config.model.C, config.model.layers = args.C, args.layers
     config.search.batch_size = args.batch
     config.search.hypergradient = "first" if args.order == 1 else args.hypergradient
     config.search.arch_start_epoch = 0  # time the full step, not a warm-up one
     if args.remat:
         config.model.remat = True
-    searcher = get_gradient_strategy(config.strategy).build(
-        config, num_classes=10, steps_per_epoch=100, axis_name=None
-    )
+    searcher = strategy(config, num_classes=10, steps_per_epoch=100, axis_name=None)
     rng = np.random.default_rng(0)
 
     def batch():
@@ -124,16 +123,36 @@ def _row(args) -> dict:
 
 
 def _load_config(method: str):
+    """The config a strategy's registration names: CIFAR-10's, else its first."""
     import importlib
 
-    name = {"darts": "darts_cifar10"}.get(method, f"{method}_cifar10")
+    from jnas.strategies.oneshot import gradient_strategy
+
+    configs = gradient_strategy(method).configs
+    if not configs:
+        raise ValueError(f"strategy {method!r} names no config")
+    name = configs.get("cifar10", next(iter(configs.values())))
     return importlib.import_module(f"experiments.configs.{name}").get_config()
+
+
+def _methods() -> tuple[str, ...]:
+    from jnas.strategies.base import STRATEGIES
+
+    return STRATEGIES.names(kind="gradient")
+
+
+def _second_order(method: str) -> bool:
+    from jnas.strategies.oneshot import gradient_strategy
+
+    return gradient_strategy(method).second_order
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "--method", default="darts", help="darts | gdas | pcdarts | pdarts, a list of them, or all"
+        "--method",
+        default="darts",
+        help="a registered gradient strategy (darts, gdas, ...), a list of them, or all",
     )
     p.add_argument("--order", type=int, choices=(1, 2), help="one order only (default both)")
     p.add_argument("--batch", type=int, help="one batch size only (default 16 and 64)")
@@ -149,10 +168,11 @@ def main(argv=None):
     if args.row:
         print("ROW " + json.dumps(_row(args)), flush=True)
         return
-    methods = list(METHODS) if args.method == "all" else [m.strip() for m in args.method.split(",")]
-    unknown = [m for m in methods if m not in METHODS]
+    known = _methods()
+    methods = list(known) if args.method == "all" else [m.strip() for m in args.method.split(",")]
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        p.error(f"unknown --method {', '.join(unknown)}; choose from {', '.join(METHODS)} or all")
+        p.error(f"unknown --method {', '.join(unknown)}; choose from {', '.join(known)} or all")
     orders = [args.order] if args.order else [1, 2]
     batches = [args.batch] if args.batch else [16, 64]
     rows = []
@@ -160,8 +180,8 @@ def main(argv=None):
     print(header + f" {'XLA_MB':>9}  backend")
     for method in methods:
         for order in orders:
-            if method == "gdas" and order == 2:
-                print(f"{method:8} {order:>5}  skipped: GDAS updates alpha with a first-order step")
+            if order == 2 and not _second_order(method):
+                print(f"{method:8} {order:>5}  skipped: {method} has first-order steps only")
                 continue
             for batch in batches:
                 cmd = [

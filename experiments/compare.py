@@ -1,11 +1,15 @@
-r"""Compare DARTS (first order), GDAS, PC-DARTS and P-DARTS on one budget, with one command.
+r"""Compare the gradient strategies (DARTS, GDAS, PC-DARTS, P-DARTS, ...) on one budget, with
+one command.
 
-  python -m experiments.compare --workdir=runs/compare [--epochs=6 --limit=10000 ...]
+  python -m experiments.compare --workdir=runs/compare [--methods=darts,gdas --epochs=6 ...]
 
-Every method searches Fashion-MNIST with its own recipe (``experiments/configs/
-<method>_fashion_mnist.py``) on the same budget: the same images, batch size, seed and total
-search epochs (P-DARTS splits them over its three stages; the warm-ups of PC-DARTS and
-P-DARTS are scaled to the budget as in their configs). Each search runs in its own process
+The methods are the registered gradient strategies that name a Fashion-MNIST config
+(``jnas.strategies.oneshot.GradientStrategy.configs["fashion_mnist"]``); a new strategy
+module with such a config takes part without an edit here. Every method searches
+Fashion-MNIST with its own recipe on the same budget: the same images, batch size, seed and
+total search epochs, put into its config by the strategy itself
+(``GradientStrategy.apply_budget``: P-DARTS splits the epochs over its three stages, the
+warm-ups of PC-DARTS and P-DARTS are scaled to the budget). Each search runs in its own process
 through ``jnas.runner.search.search``, so its peak memory is its own. The derived cell is
 then retrained from scratch the same way for every method (``jnas.runner.train.train``,
 one evaluation config) and tested.
@@ -30,12 +34,22 @@ import time
 
 from absl import app, flags, logging
 
-METHODS = ("darts", "gdas", "pcdarts", "pdarts")
-NAMES = {"darts": "DARTS (1st order)", "gdas": "GDAS", "pcdarts": "PC-DARTS", "pdarts": "P-DARTS"}
+
+def methods() -> tuple[str, ...]:
+    """The registered gradient strategies with a Fashion-MNIST config."""
+    from jnas.strategies.base import STRATEGIES
+    from jnas.strategies.oneshot import gradient_strategy
+
+    return tuple(
+        name
+        for name in STRATEGIES.names(kind="gradient")
+        if "fashion_mnist" in gradient_strategy(name).configs
+    )
+
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Where the runs and the table go.")
-flags.DEFINE_list("methods", list(METHODS), "Methods to compare.")
+flags.DEFINE_list("methods", None, "Methods to compare (default: every registered one).")
 flags.DEFINE_integer("epochs", 6, "Search epochs per method (P-DARTS: in all, over 3 stages).")
 flags.DEFINE_integer("limit", 10_000, "Training images used by the search (halved: train/val).")
 flags.DEFINE_integer("batch_size", 64, "Search batch size.")
@@ -54,7 +68,11 @@ def search_config(method: str):
     """The method's Fashion-MNIST config on the shared budget."""
     import importlib
 
-    config = importlib.import_module(f"experiments.configs.{method}_fashion_mnist").get_config()
+    from jnas.strategies.oneshot import gradient_strategy
+
+    strategy = gradient_strategy(method)
+    module = strategy.configs["fashion_mnist"]
+    config = importlib.import_module(f"experiments.configs.{module}").get_config()
     config.seed = 0
     config.data.limit = FLAGS.limit
     if FLAGS.data_dir:
@@ -62,16 +80,7 @@ def search_config(method: str):
     config.search.batch_size = FLAGS.batch_size
     config.model.C = FLAGS.C
     config.retrain = {"enabled": False}  # retrained below, the same way for all
-    epochs = FLAGS.epochs
-    if method == "pdarts":  # 3 stages of epochs // 3, the first 10/25 of each weights only
-        config.search.epochs = max(1, epochs // 3)
-        config.search.arch_start_epoch = round(config.search.epochs * 10 / 25)
-    else:
-        config.model.layers = FLAGS.layers
-        config.search.epochs = epochs
-    if method == "pcdarts":  # 15 of 50 epochs of warm-up; lr 0.1 at batch 256, linearly
-        config.search.arch_start_epoch = round(epochs * 15 / 50)
-        config.optim_w.lr = 0.1 * FLAGS.batch_size / 256
+    strategy.apply_budget(config, epochs=FLAGS.epochs, layers=FLAGS.layers)
     return config
 
 
@@ -101,10 +110,10 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
     import jax.numpy as jnp
 
     from jnas.ops import xla_cpu
-    from jnas.strategies import get_gradient_strategy
+    from jnas.strategies.oneshot import gradient_strategy
 
-    strategy = get_gradient_strategy(config.strategy)
-    stages = strategy.stages(config) if hasattr(strategy, "stages") else [config]
+    strategy = gradient_strategy(config.strategy)
+    stages = strategy.stage_configs(config)
     carries = {}
     if os.path.exists(os.path.join(workdir, "stages.json")):
         with open(os.path.join(workdir, "stages.json")) as f:
@@ -116,8 +125,7 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
         "label": jax.ShapeDtypeStruct((b,), jnp.int32),
     }
     for s, cfg in enumerate(stages):
-        kw = {"carry": carries.get(str(s))} if len(stages) > 1 else {}
-        searcher = strategy.build(cfg, num_classes=10, steps_per_epoch=1, **kw)
+        searcher = strategy(cfg, num_classes=10, steps_per_epoch=1, carry=carries.get(str(s)))
         sample = jnp.zeros((2, *image_shape))
         state = jax.eval_shape(searcher.init, jax.random.PRNGKey(0), sample)
         step = jax.jit(searcher.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options())
@@ -136,6 +144,7 @@ def run_method(method: str) -> dict:
     from jnas.runner import search as search_lib
     from jnas.runner import setup_jax
     from jnas.spaces.genotype import Genotype
+    from jnas.strategies.oneshot import gradient_strategy
 
     setup_jax()
     workdir = os.path.join(FLAGS.workdir, method)
@@ -149,7 +158,7 @@ def run_method(method: str) -> dict:
         t0 = time.time()
         summary = search_lib.search(config, workdir)
         result = {
-            "method": NAMES[method],
+            "method": gradient_strategy(method).title,
             "search_s": round(time.time() - t0, 1),
             "compile_s": summary.get("compile_s"),
             "steps": summary["steps"],
@@ -215,14 +224,16 @@ def main(argv):
         with open(os.path.join(FLAGS.workdir, FLAGS.child, "compare.json"), "w") as f:
             json.dump(result, f, indent=2)
         return
-    unknown = set(FLAGS.methods) - set(METHODS)
+    known = methods()
+    chosen = FLAGS.methods or list(known)
+    unknown = set(chosen) - set(known)
     if unknown:
-        raise app.UsageError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+        raise app.UsageError(f"unknown methods {sorted(unknown)}; choose from {known}")
     results = []
-    for method in FLAGS.methods:
+    for method in chosen:
         path = os.path.join(FLAGS.workdir, method, "compare.json")
         if not os.path.exists(path):
-            print(f"== {NAMES[method]}", flush=True)
+            print(f"== {method}", flush=True)
             cmd = [sys.executable, "-m", "experiments.compare", f"--child={method}"]
             cmd += [a for a in sys.argv[1:] if not a.startswith("--methods")]
             subprocess.run(cmd, check=True)

@@ -12,9 +12,11 @@ the last checkpoint in ``workdir`` when there is one. The workdir then holds:
 * ``alpha.json``: the final op weights per cell type and edge;
 * ``stages.json`` (multi-stage strategies only): what each stage handed to the next.
 
-A strategy module may run in stages (P-DARTS): it then exposes ``stages(config)``, one
-config per stage, and ``transfer(searcher, state)``, what the finished stage hands to the
-next one (JSON), which the next stage's ``build(..., carry=...)`` receives. Steps and
+``config.strategy`` names a registered gradient strategy
+(:class:`jnas.strategies.oneshot.GradientStrategy`). One that runs in stages (P-DARTS)
+registers ``stages(config)``, one config per stage, and ``transfer(searcher, state)``, what
+the finished stage hands to the next one (JSON), which the next stage's build receives as
+``carry``. Steps and
 checkpoints are numbered across stages; a resumed run continues in the stage it stopped in.
 
 Everything that jit compiles is pure; the data order is a function of (seed, epoch, batch)
@@ -25,13 +27,11 @@ an uninterrupted one computes.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -39,23 +39,24 @@ from jnas import data as jdata
 from jnas.ops import xla_cpu
 from jnas.runner.checkpoint import Checkpointer, write_json
 from jnas.runner.data import load_search_data, make_prepare, normalize_only
+from jnas.runner.errors import check_finite
+from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
 from jnas.runner.writers import MetricWriter
-from jnas.strategies import get_gradient_strategy
+from jnas.strategies.oneshot import gradient_strategy
 
-AXIS = "batch"
+__all__ = ["load_search_data", "search"]
 
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; the last checkpoint is left untouched."""
+# What the NaN guard checks after every step: the losses, and the global norms of the
+# weights and alpha after the update (a step that sent them to infinity is never saved).
+FINITE_METRICS = ("train_loss", "val_loss", "param_norm", "alpha_norm")
 
 
 class _Steps:
-    """Compiles the search step for one device (jit) or all local devices (pmap)."""
+    """A stage's compiled search and evaluation steps, and the batch augmentation."""
 
-    def __init__(self, search, prepare, eval_prepare, parallel: str, seed: int):
+    def __init__(self, search, parallel: Parallel, prepare, eval_prepare, seed: int):
         self.search, self.parallel = search, parallel
-        self.n_dev = jax.local_device_count() if parallel == "pmap" else 1
         data_key = jax.random.fold_in(jax.random.PRNGKey(seed), 0xDA7A)
 
         # Augment the global batch (so that the result does not depend on the sharding).
@@ -67,65 +68,18 @@ class _Steps:
 
         self.augment = augment
         self.eval_prepare = jax.jit(eval_prepare)
-        if parallel == "pmap":
-            self.step = jax.pmap(search.step, axis_name=AXIS, donate_argnums=0)
-            self.eval = jax.pmap(search.eval_step, axis_name=AXIS)
-        elif parallel == "none":
-            self.step = jax.jit(
-                search.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options()
-            )
-            self.eval = jax.jit(search.eval_step, compiler_options=xla_cpu.compiler_options())
-        else:
-            raise ValueError(f"config.parallel must be 'none' or 'pmap', got {parallel!r}")
-
-    def put_state(self, state):
-        if self.parallel == "pmap":
-            return jax.tree.map(lambda x: jnp.broadcast_to(x, (self.n_dev, *x.shape)), state)
-        return state
-
-    def get_state(self, state):
-        if self.parallel == "pmap":
-            return jax.tree.map(lambda x: x[0], state)
-        return state
-
-    def _shard(self, batch):
-        return jdata.shard(batch, self.n_dev) if self.parallel == "pmap" else batch
+        self.step = parallel.compile(search.step)
+        self.eval = parallel.compile(search.eval_step, donate_state=False)
 
     def run(self, state, step, train, val):
         tb, vb = self.augment(step, *train, *val)
-        return self.step(state, self._shard(tb), self._shard(vb))
+        return self.step(state, self.parallel.shard(tb), self.parallel.shard(vb))
 
     def evaluate(self, state, images, labels, batch_size):
         """Mean loss and accuracy over a whole split (the last batch padded, padding masked)."""
-        bs = max(self.n_dev, batch_size - batch_size % self.n_dev)
-        totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-        for start in range(0, len(images), bs):
-            x, y = images[start : start + bs], labels[start : start + bs]
-            weight = np.ones(len(x), np.float32)
-            if len(x) < bs:  # static shapes: pad the last batch, give the padding weight 0
-                pad = bs - len(x)
-                x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
-                y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
-                weight = np.concatenate([weight, np.zeros(pad, np.float32)])
-            batch = dict(self.eval_prepare(x, y), weight=weight)
-            out = jax.device_get(self.eval(state, self._shard(batch)))
-            if self.parallel == "pmap":
-                out = jax.tree.map(lambda a: a[0], out)
-            for k in totals:
-                totals[k] += float(out[k])
-        count = max(totals["count"], 1.0)
-        return {"loss": totals["loss_sum"] / count, "acc": totals["correct"] / count}
-
-
-def _check_finite(metrics: dict, step: int, workdir: str, last_ckpt: int | None):
-    for name in ("train_loss", "val_loss"):
-        v = float(metrics[name])
-        if not math.isfinite(v):
-            raise NonFiniteLossError(
-                f"{name} is {v} at step {step}; the search stopped without saving. The last "
-                f"good checkpoint (step {last_ckpt}) in {workdir}/checkpoints is untouched; "
-                "lower the learning rate(s) or check the data, then rerun to resume from it."
-            )
+        return self.parallel.evaluate(
+            self.eval, state, images, labels, batch_size, self.eval_prepare
+        )
 
 
 def _edge_table(weights: dict[str, Any]) -> dict[str, list]:
@@ -142,18 +96,16 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     Returns:
       A summary: the final genotype (text), steps, final metrics, wall time and, when
       ``config.retrain.enabled``, the retraining's results (``config.retrain`` is then an
-      evaluation config, as for ``experiments.train``). A config naming a discrete strategy
-      (``reinforce``, ``random``, ``evolution``) runs ``jnas.runner.discrete.search`` instead:
-      real child networks of ``config.space`` (NAS-RL), see that module.
-    """
-    from jnas.runner import discrete  # imported here: it reuses this module's data loading
+      evaluation config, as for ``experiments.train``).
 
-    if discrete.is_discrete(config):
-        return discrete.search(config, workdir)
+    Raises:
+      UnknownNameError / ValueError: ``config.strategy`` is not a gradient strategy.
+      NonFiniteLossError: a loss, or the weights or alpha after a step, became NaN or
+        infinite; nothing of that step was saved.
+    """
     os.makedirs(workdir, exist_ok=True)
-    strategy = get_gradient_strategy(config.strategy)
-    staged = hasattr(strategy, "stages")
-    stage_configs = strategy.stages(config) if staged else [config]
+    strategy = gradient_strategy(config.strategy)
+    stage_configs = strategy.stage_configs(config)
     info, (tx, ty), (vx, vy) = load_search_data(config)
     bs = config.search.batch_size
     train_batches = jdata.Batches(tx, ty, batch_size=bs, seed=config.seed, stream=0)
@@ -164,23 +116,20 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     stage_ends = [int(e) for e in np.cumsum([c.search.epochs for c in stage_configs])]
     stage_ends = [e * steps_per_epoch for e in stage_ends]  # global step at each stage's end
     total_steps = stage_ends[-1]
-    parallel = config.parallel
-    if parallel == "pmap" and bs % jax.local_device_count():
-        raise ValueError(
-            f"search.batch_size={bs} must divide evenly over {jax.local_device_count()} devices"
-        )
+    parallel = Parallel(config.parallel, xla_cpu.compiler_options())
+    parallel.check_batch(bs, "search.batch_size")
 
     def build_stage(stage: int, carry):
-        """The stage's search, its compiled steps, its jitted init and init key."""
-        searcher = strategy.build(
+        """The stage's search, its compiled steps, its (un-jitted) init and init key."""
+        searcher = strategy(
             stage_configs[stage],
             num_classes=info.num_classes,
             steps_per_epoch=steps_per_epoch,
-            axis_name=AXIS if parallel == "pmap" else None,
-            **({"carry": carry} if staged else {}),
+            axis_name=parallel.axis_name,
+            carry=carry,
         )
         steps = _Steps(
-            searcher, make_prepare(info, config), normalize_only(info), parallel, config.seed
+            searcher, parallel, make_prepare(info, config), normalize_only(info), config.seed
         )
         key = jax.random.PRNGKey(config.seed)
         return (
@@ -210,7 +159,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     genotypes_path = os.path.join(workdir, "genotypes.jsonl")
     _truncate_genotypes(genotypes_path, start // steps_per_epoch if start else 0)
 
-    dstate = steps.put_state(state)
+    dstate = parallel.put(state)
     del state
     sums = dict(meta.get("epoch_sums", {}))
     # compile_s: the first step of every stage run here (trace, compile, one step), summed.
@@ -220,11 +169,11 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     metrics = {}
     for step in range(start, total_steps):
         if stage + 1 < len(stage_ends) and step == stage_ends[stage]:  # hand over, rebuild
-            carry = strategy.transfer(searcher, steps.get_state(dstate))
+            carry = strategy.transfer(searcher, parallel.get(dstate))
             stage += 1
             _save_stage_carry(workdir, stage, carry)
             searcher, steps, init, init_key = build_stage(stage, carry)
-            dstate = steps.put_state(init(init_key, sample))
+            dstate = parallel.put(init(init_key, sample))
             first_of_stage = True
             progress.write(f"stage {stage + 1}/{len(stage_ends)} from step {step}")
         epoch, index = divmod(step, steps_per_epoch)
@@ -236,10 +185,14 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
             jax.block_until_ready(m)
             compile_s = (compile_s or 0.0) + time.time() - t_step
             first_of_stage = False
-        m = jax.device_get(m)
-        if parallel == "pmap":
-            m = jax.tree.map(lambda a: a[0], m)
-        _check_finite(m, step, workdir, last_ckpt)
+        m = parallel.get(jax.device_get(m))
+        check_finite(
+            {k: m[k] for k in FINITE_METRICS},
+            step=step,
+            workdir=workdir,
+            last_checkpoint=last_ckpt,
+            hint="Lower the learning rate(s) or check the data",
+        )
         for k, v in m.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         sums["_n"] = sums.get("_n", 0) + 1
@@ -249,7 +202,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
         end_of_epoch = (step + 1) % steps_per_epoch == 0
         if end_of_epoch:
-            state = steps.get_state(dstate)
+            state = parallel.get(dstate)
             metrics = _end_epoch(
                 config, searcher, steps, state, writer, epoch, step + 1, sums, (vx, vy)
             )
@@ -262,11 +215,11 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 )
             sums = {}
         if end_of_epoch or (step + 1) % config.checkpoint_every_steps == 0:
-            ckpt.save(step + 1, steps.get_state(dstate), {"epoch_sums": sums})
+            ckpt.save(step + 1, parallel.get(dstate), {"epoch_sums": sums})
             last_ckpt = step + 1
     progress.close()
 
-    state = steps.get_state(dstate)
+    state = parallel.get(dstate)
     genotype = searcher.genotype(state)
     summary_path = os.path.join(workdir, "summary.json")
     if start >= total_steps and os.path.exists(summary_path):

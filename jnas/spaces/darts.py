@@ -1,5 +1,10 @@
 """The DARTS cell search space and its supernet (Liu et al., ICLR 2019, Sec. 2.1-2.2).
 
+:class:`DartsSpace` implements :class:`jnas.spaces.base.OneShotSpace` and registers as
+``"darts"``: its decisions (two inputs and two ops per node and cell type), the
+:class:`~jnas.spaces.genotype.Genotype` text, the evaluation network of a genotype, the
+supernet, ``init_alpha`` and ``derive`` (the DARTS discretization, in float64 on the host).
+
 A cell is a DAG of ``n_nodes`` intermediate nodes; node ``j`` sums one edge from each earlier
 state (the two cell inputs and nodes ``0..j-1``), so 4 nodes give 14 edges. On edge
 ``(i, j)`` the supernet computes a *mixed op* of the candidate ops (Eq. 2):
@@ -22,8 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -38,24 +43,49 @@ from jnas.ops.primitives import (
     check_op,
     make_op,
 )
-from jnas.spaces.genotype import Genotype
+from jnas.spaces.base import SPACES, Fidelity, OneShotSpace
+from jnas.spaces.discrete import Categorical, DecisionSpec
+from jnas.spaces.genotype import Genotype, MalformedGenotypeError
 
 CELL_TYPES = ("normal", "reduce")
 
 
+@SPACES.register("darts")
 @dataclasses.dataclass(frozen=True)
-class DartsSpace:
-    """The cell space: candidate ops and the number of intermediate nodes.
+class DartsSpace(OneShotSpace):
+    """The DARTS cell space: candidate ops, cell shape, the supernet and the evaluation network.
+
+    Decisions (:attr:`spec`, the canonical encoding): per cell type (normal, then reduce),
+    per intermediate node ``j``, per kept edge ``s`` (``edges_per_node``, 2 in DARTS), in the
+    order the genotype lists them: ``"<cell>/node<j>/in<s>"`` (the input state, ``0..j+1``)
+    and ``"<cell>/node<j>/op<s>"`` (a candidate op other than ``"none"``). The encoding keeps
+    the genotype's order of the two pairs of a node (a derived genotype lists the stronger
+    edge first), so ``decode(encode(g)) == g`` and the text round-trips exactly; two vectors
+    that list one node's pairs in swapped order describe the same network. Every
+    intermediate node is concatenated (``*_concat = [2, ..., n_nodes + 1]``).
 
     Attributes:
-      primitives: the candidate op names; ``"none"`` is excluded from derivation.
+      primitives: the candidate op names; ``"none"`` is a supernet op only (never derived).
       n_nodes: intermediate nodes per cell (4 in DARTS).
       edges_per_node: incoming edges kept per node when deriving a genotype (2 in DARTS).
+      multiplier, stem_multiplier: the supernet's concatenated states and stem width factor.
+      C, layers: the supernet's initial channels and cells (16 and 8 in DARTS).
+      eval_network, eval_C, eval_layers: the evaluation network of a fixed genotype
+        (:func:`jnas.spaces.cells.build_network`; DARTS CIFAR-10: ``"cifar"``, 36, 20).
     """
+
+    name: ClassVar[str] = "darts"
 
     primitives: tuple[str, ...] = DARTS_PRIMITIVES
     n_nodes: int = 4
     edges_per_node: int = 2
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    C: int = 16
+    layers: int = 8
+    eval_network: str = "cifar"
+    eval_C: int = 36
+    eval_layers: int = 20
 
     def __post_init__(self):
         object.__setattr__(self, "primitives", tuple(self.primitives))
@@ -63,6 +93,12 @@ class DartsSpace:
             check_op(p)
         if len(set(self.primitives)) != len(self.primitives):
             raise ValueError(f"duplicate primitives in {self.primitives}")
+        if not self.derivable_ops:
+            raise ValueError(f"the primitives {self.primitives} have no op other than 'none'")
+        for field in ("n_nodes", "edges_per_node", "C", "layers", "eval_C", "eval_layers"):
+            value = getattr(self, field)
+            if int(value) < 1:
+                raise ValueError(f"the DARTS space's {field} must be >= 1, got {value}")
 
     @property
     def edges(self) -> tuple[tuple[int, int], ...]:
@@ -77,43 +113,245 @@ class DartsSpace:
     def num_ops(self) -> int:
         return len(self.primitives)
 
+    @property
+    def derivable_ops(self) -> tuple[str, ...]:
+        """The ops a genotype may use: the primitives other than ``"none"``."""
+        return tuple(p for p in self.primitives if p != "none")
+
+    @property
+    def concat(self) -> tuple[int, ...]:
+        """The concatenated states of a derived cell: every intermediate node."""
+        return tuple(range(2, self.n_nodes + 2))
+
+    # -- decisions ---------------------------------------------------------------------
+
+    @property
+    def spec(self) -> DecisionSpec:
+        decisions = []
+        for t in CELL_TYPES:
+            for j in range(self.n_nodes):
+                for s in range(self.edges_per_node):
+                    decisions.append(Categorical(f"{t}/node{j}/in{s}", tuple(range(j + 2))))
+                    decisions.append(Categorical(f"{t}/node{j}/op{s}", self.derivable_ops))
+        return DecisionSpec(tuple(decisions))
+
+    def encode(self, obj) -> np.ndarray:
+        """A :class:`Genotype` of this space -> int32 vector ``[spec.length]``.
+
+        Raises:
+          MalformedGenotypeError: a cell of another shape, an op that is not a candidate of
+            this space (``"none"`` included), or a concat other than :attr:`concat`.
+        """
+        if not isinstance(obj, Genotype):
+            raise MalformedGenotypeError(f"expected a Genotype, got {type(obj).__name__}")
+        ops = self.derivable_ops
+        out = []
+        for t in CELL_TYPES:
+            cell, concat = getattr(obj, t), getattr(obj, f"{t}_concat")
+            if len(cell) != self.n_nodes * self.edges_per_node:
+                raise MalformedGenotypeError(
+                    f"{t} cell has {len(cell)} edges; this space has {self.n_nodes} nodes of "
+                    f"{self.edges_per_node} edges"
+                )
+            if tuple(concat) != self.concat:
+                raise MalformedGenotypeError(
+                    f"{t}_concat {list(concat)}: this space concatenates {list(self.concat)}"
+                )
+            for k, (op, i) in enumerate(cell):
+                j = k // self.edges_per_node
+                if op not in ops:
+                    raise MalformedGenotypeError(
+                        f"{t} cell, node {j}: op {op!r} is not a candidate of this space "
+                        f"({', '.join(ops)})"
+                    )
+                if not 0 <= i < j + 2:
+                    raise MalformedGenotypeError(
+                        f"{t} cell, node {j}: input index {i} must be in [0, {j + 1}]"
+                    )
+                out += [i, ops.index(op)]
+        return np.asarray(out, np.int32)
+
+    def decode(self, arch) -> Genotype:
+        """int32 vector -> :class:`Genotype` (see :attr:`spec`)."""
+        if isinstance(arch, Genotype):
+            return arch
+        a = self.spec.validate(arch).tolist()
+        ops, half = self.derivable_ops, len(a) // 2
+        cells = [
+            tuple((ops[a[p + 1]], a[p]) for p in range(start, start + half, 2))
+            for start in (0, half)
+        ]
+        return Genotype(cells[0], self.concat, cells[1], self.concat)
+
+    def to_text(self, arch) -> str:
+        """The genotype text (``str(Genotype)``)."""
+        return str(self.decode(arch))
+
+    def parse(self, text: str) -> np.ndarray:
+        """Genotype text -> int32 vector; raises :class:`MalformedGenotypeError` (or
+        ``UnknownOpError``) naming the problem."""
+        if not isinstance(text, str):
+            raise MalformedGenotypeError(f"expected a genotype text, got {type(text).__name__}")
+        return self.encode(Genotype.parse(text))
+
+    # -- networks ----------------------------------------------------------------------
+
+    def network(self, arch, *, num_classes: int, fidelity: Fidelity | None = None, **options):
+        """The evaluation network of a genotype (vector, or any :class:`Genotype`, e.g. one
+        with a fixed reduction cell); ``fidelity.width`` scales :attr:`eval_C`."""
+        from jnas.spaces import cells  # the evaluation cells (imports the op kernels)
+
+        genotype = arch if isinstance(arch, Genotype) else self.decode(arch)
+        width = 1.0 if fidelity is None else float(fidelity.width)
+        kw = dict(
+            C=max(1, round(self.eval_C * width)),
+            layers=self.eval_layers,
+            num_classes=num_classes,
+            auxiliary=False,
+        )
+        kw.update(options)
+        return cells.build_network(self.eval_network, genotype, **kw)
+
+    def supernet(self, *, num_classes: int, **options) -> SearchNetwork:
+        """The DARTS search network of this space; ``options`` override its fields
+        (``mixed_op``, ``primitives`` per edge, ``C``, ``layers``, ``vmap_edges``, ``remat``,
+        ``bn_axis_name``)."""
+        kw = dict(
+            C=self.C,
+            num_classes=num_classes,
+            layers=self.layers,
+            n_nodes=self.n_nodes,
+            multiplier=self.multiplier,
+            stem_multiplier=self.stem_multiplier,
+            primitives=self.primitives,
+        )
+        kw.update(options)
+        return SearchNetwork(**kw)
+
     def init_alpha(self, key: jax.Array, scale: float = 1e-3) -> dict[str, jax.Array]:
         """``alpha`` per cell type, ``scale * N(0, 1)`` of shape ``[num_edges, num_ops]``."""
         keys = jax.random.split(key, len(CELL_TYPES))
         shape = (self.num_edges, self.num_ops)
         return {t: scale * jax.random.normal(k, shape) for t, k in zip(CELL_TYPES, keys)}
 
-    def derive_genotype(self, weights: dict[str, Any], concat: tuple[int, ...] | None = None):
+    def derive(self, weights: Mapping[str, Any], *, candidates=None, concat=None) -> Genotype:
         """The DARTS discretization (Sec. 2.4): per node, keep the ``edges_per_node`` incoming
-        edges whose strongest non-``none`` op is largest, each with that op.
+        edges whose strongest candidate op other than ``"none"`` is largest, each with that
+        op; ties go to the lower edge and the lower op index (Python's stable ``sorted``, as
+        the DARTS code).
+
+        The rule only compares weights, so any increasing function of them gives the same
+        cell: pass ``log_softmax(alpha)`` in float64 (:func:`log_softmax64`), which keeps
+        an op that leads the others by hundreds apart from the rest, where a float32
+        softmax rounds the others to the same zero.
 
         Args:
-          weights: per cell type, op weights ``[num_edges, num_ops]`` (e.g. softmax(alpha)).
-          concat: the concatenated states, by default all intermediate nodes.
+          weights: per cell type ``[num_edges, num_ops]`` op strengths (columns:
+            :attr:`primitives`), compared on the host in float64.
+          candidates: per cell type, bool ``[num_edges, num_ops]``: the ops an edge may pick
+            (default: all); an edge picks among its own candidates even when they all tie
+            (e.g. at ``-inf``). An edge with no candidate other than ``"none"`` is chosen
+            only after every other edge of its node.
+          concat: the concatenated states, by default :attr:`concat`.
 
         Returns:
           The :class:`Genotype`.
         """
-        concat = concat or tuple(range(2, self.n_nodes + 2))
-        cells = {t: _parse_cell(np.asarray(weights[t]), self) for t in CELL_TYPES}
+        concat = tuple(concat or self.concat)
+        cells = {}
+        for t in CELL_TYPES:
+            w = np.asarray(weights[t], np.float64)
+            if w.shape != (self.num_edges, self.num_ops):
+                raise ValueError(
+                    f"{t} weights have shape {w.shape}, expected {(self.num_edges, self.num_ops)}"
+                )
+            mask = np.ones(w.shape, bool) if candidates is None else np.asarray(candidates[t])
+            cells[t] = _derive_cell(w, mask, self)
         return Genotype(cells["normal"], concat, cells["reduce"], concat)
 
 
-def _parse_cell(w: np.ndarray, space: DartsSpace) -> list[tuple[str, int]]:
+def log_softmax64(alpha) -> Any:
+    """``log_softmax`` over the last axis of every leaf, on the host in float64.
+
+    The normaliser sums the row's terms in sorted order, so that two rows holding the same
+    values in another order get bit-identical log-weights (their ties stay ties).
+    """
+
+    def one(a):
+        a = np.asarray(a, np.float64)
+        m = np.max(a, axis=-1, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)
+        terms = np.sort(np.exp(a - m), axis=-1)
+        return a - (m + np.log(np.sum(terms, axis=-1, keepdims=True)))
+
+    return jax.tree.map(one, alpha)
+
+
+def _derive_cell(w: np.ndarray, mask: np.ndarray, space: DartsSpace) -> list[tuple[str, int]]:
     ops = space.primitives
-    valid = [k for k, p in enumerate(ops) if p != "none"]
+    valid = np.array([p != "none" for p in ops])
     gene, start = [], 0
     for j in range(space.n_nodes):
         n_in = j + 2
-        wj = w[start : start + n_in]
-        # Stable sort, like Python's sorted() in the DARTS code: ties keep the lower index.
-        strength = [-max(wj[i, k] for k in valid) for i in range(n_in)]
+        allowed = [np.flatnonzero(mask[start + i] & valid).tolist() for i in range(n_in)]
+        # An edge's strength: its strongest allowed op (-inf when it has none, and it then
+        # comes after the edges that have one). Stable sort: ties keep the lower index.
+        strength = [
+            (0, -max(w[start + i, k] for k in allowed[i])) if allowed[i] else (1, 0.0)
+            for i in range(n_in)
+        ]
         chosen = sorted(range(n_in), key=lambda i: strength[i])[: space.edges_per_node]
         for i in chosen:
-            best = max(valid, key=lambda k: (wj[i, k], -k))
+            if not allowed[i]:
+                raise ValueError(f"node {j}: edge from state {i} has no candidate op but 'none'")
+            best = allowed[i][0]
+            for k in allowed[i][1:]:
+                if w[start + i, k] > w[start + i, best]:
+                    best = k
             gene.append((ops[best], i))
         start += n_in
     return gene
+
+
+def weighted_sum_of_ops(
+    x: jax.Array,
+    weights: jax.Array,
+    primitives: tuple[str, ...],
+    features: int,
+    stride: int,
+    train: bool,
+    bn_axis_name: str | None = None,
+    transform: Callable[[str, jax.Array], jax.Array] | None = None,
+) -> jax.Array:
+    """``sum_k weights[k] * op_k(x)`` over the edge's ops (``"none"`` adds nothing): the mixed
+    op of DARTS (Eq. 2), shared by every edge module that mixes ops.
+
+    Call it inside a compact module's ``__call__``: the ops become that module's submodules,
+    named by op. ``transform(name, y)`` (optional) changes an op's output before it is
+    weighted (P-DARTS's dropout after the skip connection). An edge of ``"none"`` only gives
+    zeros of the output's shape.
+    """
+    out = None
+    for k, name in enumerate(primitives):
+        if name == "none":
+            continue
+        op = make_op(
+            name,
+            features,
+            stride,
+            affine=False,
+            bn_axis_name=bn_axis_name,
+            search=True,
+            module_name=name,
+        )
+        y = op(x, train)
+        if transform is not None:
+            y = transform(name, y)
+        y = weights[k] * y
+        out = y if out is None else out + y
+    if out is None:  # only "none" on this edge
+        out = jnp.zeros_like(x[:, ::stride, ::stride, :]) * jnp.sum(weights)
+    return out
 
 
 class MixedOp(nn.Module):
@@ -126,24 +364,9 @@ class MixedOp(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, weights: jax.Array, train: bool = True) -> jax.Array:
-        out = None
-        for k, name in enumerate(self.primitives):
-            if name == "none":
-                continue
-            op = make_op(
-                name,
-                self.features,
-                self.stride,
-                affine=False,
-                bn_axis_name=self.bn_axis_name,
-                search=True,
-                module_name=name,
-            )
-            y = weights[k] * op(x, train)
-            out = y if out is None else out + y
-        if out is None:  # only "none" on this edge
-            out = jnp.zeros_like(x[:, :: self.stride, :: self.stride, :]) * jnp.sum(weights)
-        return out
+        return weighted_sum_of_ops(
+            x, weights, self.primitives, self.features, self.stride, train, self.bn_axis_name
+        )
 
 
 class _Edge(nn.Module):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jnas.ops import frc as _frc  # noqa: F401 (registers the FRC ops)
 from jnas.ops import layers
 from jnas.ops.primitives import make_op
+from jnas.spaces.darts import weighted_sum_of_ops
 
 # The GDAS fixed reduction cell as a DARTS genotype cell: node k takes one input through
 # its op, its second edge is "none" (the DARTS genotype has two edges per node).
@@ -166,23 +167,9 @@ class PartialChannelMixedOp(nn.Module):
             raise ValueError(f"PC-DARTS: k={self.k} must divide the edge's channels ({c})")
         part = c // self.k
         xa = x[..., :part]
-        out = None
-        for i, name in enumerate(self.primitives):
-            if name == "none":
-                continue
-            op = make_op(
-                name,
-                part,
-                self.stride,
-                affine=False,
-                bn_axis_name=self.bn_axis_name,
-                search=True,
-                module_name=name,
-            )
-            y = weights[i] * op(xa, train)
-            out = y if out is None else out + y
-        if out is None:  # only "none" on this edge
-            out = jnp.zeros_like(xa[:, :: self.stride, :: self.stride, :]) * jnp.sum(weights)
+        out = weighted_sum_of_ops(
+            xa, weights, self.primitives, part, self.stride, train, self.bn_axis_name
+        )
         if self.k > 1:
             rest = x[..., part:]
             if self.stride == 2:
@@ -216,26 +203,21 @@ class SkipDropMixedOp(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, arch, train: bool = True) -> jax.Array:
         weights, rate = arch["ops"], arch["skip_drop"]
-        out = None
-        for i, name in enumerate(self.primitives):
-            if name == "none":
-                continue
-            op = make_op(
-                name,
-                self.features,
-                self.stride,
-                affine=False,
-                bn_axis_name=self.bn_axis_name,
-                search=True,
-                module_name=name,
-            )
-            y = op(x, train)
-            if name == "skip_connect" and self.stride == 1 and train:
-                keep = 1.0 - rate
-                mask = jax.random.bernoulli(self.make_rng("dropout"), keep, y.shape)
-                y = jnp.where(mask, y / keep, 0.0)
-            y = weights[i] * y
-            out = y if out is None else out + y
-        if out is None:
-            out = jnp.zeros_like(x[:, :: self.stride, :: self.stride, :]) * jnp.sum(weights)
-        return out
+
+        def skip_dropout(name, y):
+            if name != "skip_connect" or self.stride != 1 or not train:
+                return y
+            keep = 1.0 - rate
+            mask = jax.random.bernoulli(self.make_rng("dropout"), keep, y.shape)
+            return jnp.where(mask, y / keep, 0.0)
+
+        return weighted_sum_of_ops(
+            x,
+            weights,
+            self.primitives,
+            self.features,
+            self.stride,
+            train,
+            self.bn_axis_name,
+            transform=skip_dropout,
+        )

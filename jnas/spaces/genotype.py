@@ -23,9 +23,10 @@ import os
 from collections.abc import Sequence
 
 from jnas.ops.primitives import UnknownOpError, known_ops
+from jnas.spaces.discrete import ArchitectureError
 
 
-class MalformedGenotypeError(ValueError):
+class MalformedGenotypeError(ArchitectureError):
     """A genotype text or value that does not describe a valid cell pair."""
 
 

@@ -1,23 +1,12 @@
-"""Search strategies, each one module ``jnas.strategies.<name>`` loaded by name.
+"""Search strategies, each one module of this package that registers itself in
+:data:`jnas.strategies.base.STRATEGIES` with its ``kind``.
 
-A gradient-based strategy module exposes ``build(config, *, num_classes, steps_per_epoch,
-axis_name) -> OneShotSearch``; the runner finds it from ``config.strategy``. A new method is
-a new module here and a config: add its name to ``GRADIENT_STRATEGIES``.
+* discrete strategies (``kind="discrete"``): the evosax shape of :mod:`jnas.strategies.base`;
+* gradient (one-shot) strategies (``kind="gradient"``): a
+  :class:`jnas.strategies.oneshot.GradientStrategy`, found by
+  :func:`jnas.strategies.oneshot.gradient_strategy`; the core they share is
+  :mod:`jnas.strategies.oneshot` (state, step, config plumbing) and
+  :mod:`jnas.strategies.phases` (the two phases of a step).
+
+A new method is a new module here and a config; no list elsewhere names it.
 """
-
-from __future__ import annotations
-
-import importlib
-from types import ModuleType
-
-GRADIENT_STRATEGIES = ("darts", "gdas", "pcdarts", "pdarts")
-
-
-def get_gradient_strategy(name: str) -> ModuleType:
-    """The strategy module for ``config.strategy``; a clear error for unknown names."""
-    if name not in GRADIENT_STRATEGIES:
-        raise ValueError(
-            f"unknown strategy {name!r}; gradient-based strategies: "
-            f"{', '.join(GRADIENT_STRATEGIES)}"
-        )
-    return importlib.import_module(f"jnas.strategies.{name}")

@@ -6,44 +6,17 @@ by the bilevel update of :mod:`jnas.strategies.bilevel` on the validation half, 
 by SGD on the training half. ``config.search.hypergradient`` picks first order (``first``,
 xi = 0), the paper's second order (``fd``) or our exact autodiff variant (``exact``).
 The genotype keeps, per node, the two strongest incoming edges and their strongest
-non-``none`` op (Sec. 2.4).
+non-``none`` op (Sec. 2.4), compared in float64 log-softmax on the host.
 """
 
 from __future__ import annotations
 
-import jax
 import ml_collections
 
-from jnas.spaces.darts import DartsSpace, SearchNetwork
+from jnas.spaces.darts import log_softmax64
 from jnas.strategies import oneshot
-
-
-def softmax_weights(alpha):
-    """``softmax(alpha)`` over the op axis, per cell type."""
-    return jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), alpha)
-
-
-def space_from_config(config: ml_collections.ConfigDict) -> DartsSpace:
-    m = config.model
-    return DartsSpace(primitives=tuple(m.primitives), n_nodes=m.n_nodes)
-
-
-def network_from_config(config, num_classes: int, axis_name: str | None, **overrides):
-    m = config.model
-    kw = dict(
-        C=m.C,
-        num_classes=num_classes,
-        layers=m.layers,
-        n_nodes=m.n_nodes,
-        multiplier=m.multiplier,
-        stem_multiplier=m.stem_multiplier,
-        primitives=tuple(m.primitives),
-        vmap_edges=m.vmap_edges,
-        remat=m.remat,
-        bn_axis_name=axis_name,
-    )
-    kw.update(overrides)
-    return SearchNetwork(**kw)
+from jnas.strategies.base import STRATEGIES
+from jnas.strategies.oneshot import softmax_weights
 
 
 def build(
@@ -65,22 +38,24 @@ def build(
     Returns:
       The :class:`~jnas.strategies.oneshot.OneShotSearch`.
     """
-    space = space_from_config(config)
-    w_tx, lr_fn = oneshot.weight_optimizer(config.optim_w, config.search.epochs, steps_per_epoch)
-    return oneshot.OneShotSearch(
-        model=network_from_config(config, num_classes, axis_name),
+    space = oneshot.space_from_config(config)
+    return oneshot.OneShotSearch.from_config(
+        config,
+        steps_per_epoch=steps_per_epoch,
+        axis_name=axis_name,
+        model=oneshot.supernet_from_config(config, space, num_classes, axis_name),
         init_alpha=lambda key: space.init_alpha(key, config.search.alpha_init_scale),
         arch_fn=lambda alpha, key, step: softmax_weights(alpha),
         eval_arch_fn=softmax_weights,
-        w_tx=w_tx,
-        a_tx=oneshot.arch_optimizer(config.optim_alpha),
-        lr_fn=lr_fn,
-        hypergradient=config.search.hypergradient,
-        weight_decay=config.optim_w.weight_decay,
-        momentum=config.optim_w.momentum,
-        axis_name=axis_name,
-        arch_start_step=config.search.arch_start_epoch * steps_per_epoch,
         op_weights_fn=softmax_weights,
-        derive_fn=lambda alpha: space.derive_genotype(softmax_weights(alpha)),
-        fuse_phases=config.search.get("fuse_phases", True),
+        derive_fn=lambda alpha: space.derive(log_softmax64(alpha)),
     )
+
+
+STRATEGIES.register("darts", kind="gradient")(
+    oneshot.GradientStrategy(
+        build=build,
+        title="DARTS (1st order)",
+        configs={"cifar10": "darts_cifar10", "fashion_mnist": "darts_fashion_mnist"},
+    )
+)

@@ -34,8 +34,11 @@ import ml_collections
 import optax
 
 from jnas.spaces import edges
+from jnas.spaces.darts import log_softmax64
 from jnas.spaces.genotype import Genotype
-from jnas.strategies import bilevel, darts, gumbel, oneshot, phases
+from jnas.strategies import gumbel, oneshot
+from jnas.strategies.base import STRATEGIES
+from jnas.strategies.oneshot import softmax_weights
 
 
 def weight_optimizer(cfg: ml_collections.ConfigDict, epochs: int, steps_per_epoch: int):
@@ -59,61 +62,15 @@ def weight_optimizer(cfg: ml_collections.ConfigDict, epochs: int, steps_per_epoc
 
 @dataclasses.dataclass(frozen=True)
 class GdasSearch(oneshot.OneShotSearch):
-    """:class:`OneShotSearch` with GDAS's order: weights first (train), then alpha (val).
+    """:class:`OneShotSearch` in GDAS's order: weights first (train), then alpha (val), each
+    pass with its own sample of the sub-network; logs the temperature as ``tau``.
 
     Attributes:
-      tau_fn: ``step -> temperature``, logged as ``tau``.
+      tau_fn: ``step -> temperature``.
     """
 
     tau_fn: Callable[[jax.Array], jax.Array] | None = None
-
-    def step(self, state: oneshot.SearchState, train_batch, val_batch):
-        """One GDAS step; returns ``(state, metrics)`` like :meth:`OneShotSearch.step`.
-
-        Weights on the training batch with a fresh sample of the sub-network, then alpha
-        on the validation batch with the new weights and another sample. By default the
-        two phases are one scanned pass (:func:`jnas.strategies.phases.fused_step`).
-        """
-        key = jax.random.fold_in(state.key, state.step)
-        k_w, k_a = jax.random.split(key)
-        lr = self.lr_fn(state.step)
-        tau = self.tau_fn(state.step)
-        if self.fuse_phases:
-            state, metrics = phases.fused_step(
-                self, state, (train_batch, val_batch), (k_w, k_a), lr, arch_phase=1
-            )
-            return state, dict(metrics, tau=tau)
-
-        g_w, train_loss, (train_logits, batch_stats) = bilevel.weight_gradient(
-            self._loss_fn(state.batch_stats, k_w, state.step),
-            state.params,
-            state.alpha,
-            train_batch,
-            axis_name=self.axis_name,
-        )
-        w_updates, w_opt_state = self.w_tx.update(g_w, state.w_opt_state, state.params)
-        params = optax.apply_updates(state.params, w_updates)
-        g_alpha, val_loss, (val_logits, batch_stats) = bilevel.alpha_gradient(
-            self._loss_fn(batch_stats, k_a, state.step),
-            params,
-            state.alpha,
-            train_batch,
-            val_batch,
-            method="first",
-            axis_name=self.axis_name,
-        )
-        alpha, a_opt_state = self._update_alpha(state, g_alpha, state.alpha, state.a_opt_state)
-        metrics = {
-            "train_loss": train_loss,
-            "train_acc": oneshot.accuracy(train_logits, train_batch["label"]),
-            "val_loss": val_loss,
-            "val_acc": oneshot.accuracy(val_logits, val_batch["label"]),
-            "grad_norm_w": optax.global_norm(g_w),
-            "grad_norm_alpha": optax.global_norm(g_alpha),
-        }
-        new = (params, batch_stats, alpha, w_opt_state, a_opt_state)
-        state, metrics = self._finish(state, new, metrics, lr)
-        return state, dict(metrics, tau=tau)
+    weights_first: bool = True
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -164,7 +121,7 @@ def build(
     """
     check_config(config)
     g = config.gdas
-    space = darts.space_from_config(config)
+    space = oneshot.space_from_config(config)
     epochs = config.search.epochs
     tau_fn = gumbel.linear_temperature(g.tau_max, g.tau_min, epochs, steps_per_epoch)
     frc = bool(g.fixed_reduction)
@@ -176,8 +133,9 @@ def build(
         primitives = {"normal": space.primitives, "reduce": reduce_prims}
         n = space.num_edges
         fixed_reduce = {"hard": jnp.ones((n, 1)), "index": jnp.zeros((n,), jnp.int32)}
-    model = darts.network_from_config(
+    model = oneshot.supernet_from_config(
         config,
+        space,
         num_classes,
         axis_name,
         primitives=primitives,
@@ -209,28 +167,36 @@ def build(
         return with_fixed(arch)
 
     def derive(alpha) -> Genotype:
-        w = darts.softmax_weights(alpha)
+        w = log_softmax64(alpha)
         if frc:
-            normal = space.derive_genotype({"normal": w["normal"], "reduce": w["normal"]})
+            normal = space.derive({"normal": w["normal"], "reduce": w["normal"]})
             return dataclasses.replace(normal, reduce=edges.FRC_REDUCE_CELL)
-        return space.derive_genotype(w)
+        return space.derive(w)
 
     w_tx, lr_fn = weight_optimizer(config.optim_w, epochs, steps_per_epoch)
-    return GdasSearch(
+    return GdasSearch.from_config(
+        config,
+        steps_per_epoch=steps_per_epoch,
+        axis_name=axis_name,
+        w_tx=w_tx,
+        lr_fn=lr_fn,
         model=model,
         init_alpha=init_alpha,
         arch_fn=arch_fn,
         eval_arch_fn=eval_arch_fn,
-        w_tx=w_tx,
-        a_tx=oneshot.arch_optimizer(config.optim_alpha),
-        lr_fn=lr_fn,
         hypergradient="first",
-        weight_decay=config.optim_w.weight_decay,
-        momentum=config.optim_w.momentum,
-        axis_name=axis_name,
-        arch_start_step=config.search.arch_start_epoch * steps_per_epoch,
-        op_weights_fn=darts.softmax_weights,
+        op_weights_fn=softmax_weights,
         derive_fn=derive,
-        fuse_phases=config.search.get("fuse_phases", True),
         tau_fn=tau_fn,
+        extra_metrics_fn=lambda step: {"tau": tau_fn(step)},
     )
+
+
+STRATEGIES.register("gdas", kind="gradient")(
+    oneshot.GradientStrategy(
+        build=build,
+        title="GDAS",
+        configs={"cifar10": "gdas_cifar10", "fashion_mnist": "gdas_fashion_mnist"},
+        second_order=False,
+    )
+)

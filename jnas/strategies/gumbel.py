@@ -18,6 +18,13 @@ import jax
 import jax.numpy as jnp
 
 
+def gumbel_softmax(key: jax.Array, logits: jax.Array, tau: jax.Array | float, axis: int = -1):
+    """A soft Gumbel-softmax sample ``softmax((log_softmax(logits) + g) / tau)`` (Eq. 5;
+    SNAS's relaxed one-hot), one Gumbel draw ``g`` per entry of ``logits``."""
+    g = jax.random.gumbel(key, logits.shape, logits.dtype)
+    return jax.nn.softmax((jax.nn.log_softmax(logits, axis=axis) + g) / tau, axis=axis)
+
+
 def gumbel_softmax_st(key: jax.Array, logits: jax.Array, tau: jax.Array | float, axis: int = -1):
     """Sample ``one_hot(argmax(log_softmax(logits) + g))`` with the soft gradient.
 
@@ -32,8 +39,7 @@ def gumbel_softmax_st(key: jax.Array, logits: jax.Array, tau: jax.Array | float,
       ``(hard, index)``: the straight-through one-hot sample (same shape as ``logits``) and
       the sampled category (int32, ``logits`` without ``axis``).
     """
-    g = jax.random.gumbel(key, logits.shape, logits.dtype)
-    soft = jax.nn.softmax((jax.nn.log_softmax(logits, axis=axis) + g) / tau, axis=axis)
+    soft = gumbel_softmax(key, logits, tau, axis)
     index = jnp.argmax(soft, axis=axis).astype(jnp.int32)
     one_hot = jax.nn.one_hot(index, logits.shape[axis], dtype=soft.dtype, axis=axis)
     hard = one_hot - jax.lax.stop_gradient(soft) + soft

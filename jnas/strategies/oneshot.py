@@ -1,4 +1,5 @@
-"""What the one-shot (supernet) strategies share: state, optimizers and the search step.
+"""The one-shot (supernet) core that every gradient strategy shares: state, optimizers, the
+search step, the evaluation step, the config plumbing and the registration shape.
 
 A strategy turns its architecture parameters ``alpha`` into the per-edge weights the
 supernet mixes with (``arch_fn``: softmax for DARTS, a Gumbel sample for GDAS, ...), and
@@ -6,9 +7,33 @@ picks how ``alpha`` is updated (:mod:`jnas.strategies.bilevel`). The weights ``w
 (``params``), batch statistics and ``alpha`` are separate pytrees in :class:`SearchState`,
 each with its own optax transform.
 
-The step is one pure function ``step(state, train_batch, val_batch) -> (state, metrics)``.
-Following the DARTS code, alpha is updated first (on the validation batch), then the weights
-(on the training batch, with the new alpha).
+The step is one pure function ``step(state, train_batch, val_batch) -> (state, metrics)``
+with two phases, an architecture phase (alpha on the validation batch) and a weight phase
+(the weights on the training batch):
+
+* DARTS's order (the default): alpha first, then the weights with the new alpha;
+  GDAS's order (``weights_first``): the weights first, then alpha with the new weights;
+* first order and ``fuse_phases`` (the default): both phases are one ``lax.scan`` of length
+  2 (:func:`jnas.strategies.phases.fused_step`): XLA compiles the network's forward and
+  backward pass once instead of twice;
+* before ``arch_start_step`` alpha stays fixed (a warm-up); with ``skip_warmup`` the
+  architecture phase is skipped at run time (``lax.cond``: only its validation loss is
+  computed, as PC-DARTS and P-DARTS do), else its update is only masked.
+
+Every step also returns the global norms of the updated weights and alpha (``param_norm``,
+``alpha_norm``), so that a host loop sees a step that sent them to infinity before it
+saves anything.
+
+A gradient strategy is one module that registers a :class:`GradientStrategy`::
+
+    STRATEGIES.register("my_method", kind="gradient")(
+        GradientStrategy(build=build, title="My method",
+                         configs={"cifar10": "my_method_cifar10",
+                                  "fashion_mnist": "my_method_fashion_mnist"}))
+
+where ``build(config, *, num_classes, steps_per_epoch, axis_name=None) -> OneShotSearch``
+usually ends in :meth:`OneShotSearch.from_config`. The space comes from the config
+(:func:`space_from_config`), never from a class the strategy names.
 """
 
 from __future__ import annotations
@@ -24,9 +49,15 @@ import ml_collections
 import optax
 from flax import struct
 
+from jnas.runner.parallel import classification_sums
+from jnas.spaces.base import OneShotSpace, make_space
 from jnas.strategies import bilevel
 
 ArchFn = Callable[[Any, jax.Array, jax.Array], Any]  # (alpha, key, step) -> arch tree
+
+# The config.model fields that describe the DARTS cell space when a config has no
+# ``space`` section.
+_MODEL_SPACE_FIELDS = ("primitives", "n_nodes", "multiplier", "stem_multiplier", "C", "layers")
 
 
 class SearchState(struct.PyTreeNode):
@@ -65,11 +96,15 @@ def weight_optimizer(cfg: ml_collections.ConfigDict, epochs: int, steps_per_epoc
 
 
 def arch_optimizer(cfg: ml_collections.ConfigDict):
-    """DARTS alphas: Adam with L2 weight decay added to the gradient (as PyTorch's Adam)."""
-    return optax.chain(
+    """DARTS alphas: Adam with L2 weight decay added to the gradient (as PyTorch's Adam),
+    after clipping the gradient's global norm when ``cfg.grad_clip`` is set (P-DARTS)."""
+    tx = optax.chain(
         optax.add_decayed_weights(cfg.weight_decay),
-        optax.adam(cfg.lr, b1=cfg.b1, b2=cfg.b2),
+        optax.adam(cfg.lr, b1=cfg.get("b1", 0.5), b2=cfg.get("b2", 0.999)),
     )
+    if cfg.get("grad_clip"):
+        tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
+    return tx
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -78,6 +113,42 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def softmax_weights(alpha):
+    """``softmax(alpha)`` over the op axis of every leaf (on the device, float32)."""
+    return jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), alpha)
+
+
+def space_from_config(config: ml_collections.ConfigDict) -> OneShotSpace:
+    """The one-shot space of a config: ``make_space(config.space)`` when the config has a
+    ``space`` section, else the ``"darts"`` space with the shape of ``config.model``
+    (``primitives``, ``n_nodes``, ``multiplier``, ``stem_multiplier``, ``C``, ``layers``).
+
+    Raises:
+      ValueError: the space has no supernet.
+    """
+    if "space" in config:
+        space = make_space(config.space)
+    else:
+        m = config.model
+        section = {"name": "darts", **{k: m[k] for k in _MODEL_SPACE_FIELDS if k in m}}
+        space = make_space(section)
+    if not space.is_one_shot:
+        raise ValueError(
+            f"search space {space.name!r} has no supernet: a gradient strategy needs a "
+            "one-shot space"
+        )
+    return space
+
+
+def supernet_from_config(config, space, num_classes: int, axis_name: str | None, **options):
+    """``space.supernet(...)`` with the config's implementation switches (``model.vmap_edges``,
+    ``model.remat``) and the pmap axis of its batch norms; ``options`` override."""
+    m = config.model
+    kw = dict(vmap_edges=m.get("vmap_edges", True), remat=m.get("remat", False))
+    kw.update(options)
+    return space.supernet(num_classes=num_classes, bn_axis_name=axis_name, **kw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,15 +162,20 @@ class OneShotSearch:
       eval_arch_fn: ``alpha -> arch`` for evaluation (deterministic).
       w_tx, a_tx: the optax transforms of weights and alpha.
       lr_fn: the weight learning rate per step (xi of the unrolled step).
-      hypergradient: ``"first"``, ``"fd"`` or ``"exact"``.
+      hypergradient: ``"first"``, ``"fd"`` or ``"exact"`` (DARTS's order only).
       weight_decay, momentum: folded into the unrolled step (2nd order).
       axis_name: the pmap axis, or None on one device.
       arch_start_step: alpha stays fixed before this step (a warm-up, PC-DARTS style).
-      op_weights_fn: ``alpha -> {cell_type: [num_edges, num_ops]}``, the op strengths that
+      op_weights_fn: ``alpha -> {name: [num_edges, num_ops]}``, the op strengths that
         are logged (e.g. softmax of alpha).
-      derive_fn: ``alpha -> Genotype``, the discretization.
-      fuse_phases: first order only: run the alpha and weight phases as one ``lax.scan``
-        (one compiled forward/backward pass instead of two; about half the compile time).
+      derive_fn: ``alpha (host arrays) -> architecture``, the discretization.
+      fuse_phases: first order only: run the two phases as one ``lax.scan``.
+      weights_first: GDAS's order (weights on the training batch, then alpha on the
+        validation batch with the new weights; first order only).
+      skip_warmup: skip the architecture phase at run time before ``arch_start_step``
+        (``lax.cond``) instead of masking its update.
+      extra_metrics_fn: ``step -> {name: scalar}`` logged with every step (e.g. GDAS's
+        temperature), or None.
     """
 
     model: nn.Module
@@ -117,13 +193,65 @@ class OneShotSearch:
     op_weights_fn: Callable[[Any], Any] | None = None
     derive_fn: Callable[[Any], Any] | None = None
     fuse_phases: bool = True
+    weights_first: bool = False
+    skip_warmup: bool = False
+    extra_metrics_fn: Callable[[jax.Array], dict] | None = None
+
+    def __post_init__(self):
+        if self.hypergradient not in bilevel.HYPERGRADIENTS:
+            raise ValueError(
+                f"search.hypergradient must be one of {bilevel.HYPERGRADIENTS}, "
+                f"got {self.hypergradient!r}"
+            )
+        if self.weights_first and self.hypergradient != "first":
+            raise ValueError(
+                "a search that updates the weights first takes the first-order alpha "
+                f"gradient; hypergradient={self.hypergradient!r} is not supported"
+            )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ml_collections.ConfigDict,
+        *,
+        steps_per_epoch: int,
+        axis_name: str | None = None,
+        w_tx: optax.GradientTransformation | None = None,
+        lr_fn: Callable | None = None,
+        **fields,
+    ):
+        """The search with the config's optimizers and search settings; ``fields`` (the
+        strategy's ``model``, ``init_alpha``, ``arch_fn``, ... and any field it sets
+        itself) complete or override them.
+
+        Reads ``config.optim_w`` (:func:`weight_optimizer`, unless ``w_tx`` and ``lr_fn``
+        are given), ``config.optim_alpha`` (:func:`arch_optimizer`), and ``config.search``:
+        ``hypergradient``, ``arch_start_epoch`` (times ``steps_per_epoch``) and
+        ``fuse_phases``.
+        """
+        s, ow = config.search, config.optim_w
+        if w_tx is None:
+            w_tx, lr_fn = weight_optimizer(ow, s.epochs, steps_per_epoch)
+        kw = dict(
+            w_tx=w_tx,
+            a_tx=arch_optimizer(config.optim_alpha),
+            lr_fn=lr_fn,
+            hypergradient=s.hypergradient,
+            weight_decay=ow.weight_decay,
+            momentum=ow.momentum,
+            axis_name=axis_name,
+            arch_start_step=int(s.arch_start_epoch) * steps_per_epoch,
+            fuse_phases=s.get("fuse_phases", True),
+        )
+        kw.update(fields)
+        return cls(**kw)
 
     def op_weights(self, state: SearchState):
         """The per-edge op strengths of the current alpha (host-side logging)."""
         return self.op_weights_fn(state.alpha)
 
     def genotype(self, state: SearchState):
-        """The genotype derived from the current alpha."""
+        """The architecture derived from the current alpha (on the host)."""
         return self.derive_fn(jax.device_get(state.alpha))
 
     def init(self, key: jax.Array, sample_images: jax.Array) -> SearchState:
@@ -166,65 +294,67 @@ class OneShotSearch:
 
         return loss_fn
 
+    # -- the step ------------------------------------------------------------------------
+
+    def warming_up(self, state: SearchState) -> jax.Array | None:
+        """A traced bool, true while the architecture phase is skipped; None when it never
+        is (``skip_warmup`` off, or no warm-up)."""
+        if not self.skip_warmup or self.arch_start_step <= 0:
+            return None
+        return state.step < self.arch_start_step
+
     def step(self, state: SearchState, train_batch, val_batch):
-        """One search step: alpha on ``val_batch``, then weights on ``train_batch``."""
+        """One search step; returns ``(state, metrics)``.
+
+        The step's key splits into one key per phase, in the phases' order (DARTS: alpha
+        then weights; GDAS: weights then alpha).
+        """
+        from jnas.strategies import phases  # the phase helpers build on this module
+
         key = jax.random.fold_in(state.key, state.step)
-        k_arch, k_w = jax.random.split(key)
+        first_key, second_key = jax.random.split(key)
         lr = self.lr_fn(state.step)
+        skip = self.warming_up(state)
+        if self.weights_first:
+            batches, keys, arch_phase = (train_batch, val_batch), (first_key, second_key), 1
+        else:
+            batches, keys, arch_phase = (val_batch, train_batch), (first_key, second_key), 0
         if self.hypergradient == "first" and self.fuse_phases:
-            return self._fused_first_order_step(state, train_batch, val_batch, k_arch, k_w, lr)
+            new, metrics = phases.fused_step(
+                self, state, batches, keys, arch_phase=arch_phase, skip_arch=skip
+            )
+        else:
+            new, metrics = phases.two_phase_step(
+                self, state, batches, keys, lr, arch_phase=arch_phase, skip_arch=skip
+            )
+        return self.finish(state, new, metrics, lr)
 
-        # Architecture step.
-        g_alpha, val_loss, (val_logits, bs_val) = bilevel.alpha_gradient(
-            self._loss_fn(state.batch_stats, k_arch, state.step),
-            state.params,
-            state.alpha,
-            train_batch,
-            val_batch,
-            method=self.hypergradient,
-            xi=lr,
-            weight_decay=self.weight_decay,
-            momentum_buffer=bilevel.momentum_buffer(state.w_opt_state),
-            momentum=self.momentum,
-            axis_name=self.axis_name,
-        )
-        alpha, a_opt_state = self._update_alpha(state, g_alpha, state.alpha, state.a_opt_state)
-        # First order: the validation forward ran on the real weights, keep its BN stats.
-        batch_stats = bs_val if self.hypergradient == "first" else state.batch_stats
-
-        # Weight step.
-        g_w, train_loss, (train_logits, batch_stats) = bilevel.weight_gradient(
-            self._loss_fn(batch_stats, k_w, state.step),
-            state.params,
-            alpha,
-            train_batch,
-            axis_name=self.axis_name,
-        )
-        w_updates, w_opt_state = self.w_tx.update(g_w, state.w_opt_state, state.params)
-        params = optax.apply_updates(state.params, w_updates)
-
-        metrics = {
-            "train_loss": train_loss,
-            "train_acc": accuracy(train_logits, train_batch["label"]),
-            "val_loss": val_loss,
-            "val_acc": accuracy(val_logits, val_batch["label"]),
-            "grad_norm_w": optax.global_norm(g_w),
-            "grad_norm_alpha": optax.global_norm(g_alpha),
-        }
-        new = (params, batch_stats, alpha, w_opt_state, a_opt_state)
-        return self._finish(state, new, metrics, lr)
-
-    def _update_alpha(self, state, g_alpha, alpha, a_opt_state):
-        """Adam step on alpha, skipped during the warm-up (``arch_start_step``)."""
+    def update_alpha(self, state, g_alpha, alpha, a_opt_state):
+        """Adam step on alpha, masked before ``arch_start_step`` (a warm-up)."""
         a_updates, new_opt = self.a_tx.update(g_alpha, a_opt_state, alpha)
         active = state.step >= self.arch_start_step
         new_alpha = jax.tree.map(lambda a, u: jnp.where(active, a + u, a), alpha, a_updates)
         new_opt = jax.tree.map(lambda n, o: jnp.where(active, n, o), new_opt, a_opt_state)
         return new_alpha, new_opt
 
-    def _finish(self, state, new, metrics, lr):
+    def update_weights(self, g_w, w_opt_state, params):
+        """One step of the weight optimizer: ``(params, w_opt_state)``."""
+        updates, w_opt_state = self.w_tx.update(g_w, w_opt_state, params)
+        return optax.apply_updates(params, updates), w_opt_state
+
+    def finish(self, state, new, metrics, lr):
+        """The next state from the phases' ``(params, batch_stats, alpha, w_opt_state,
+        a_opt_state)``, and the metrics with the learning rate, the extra metrics and the
+        updated weights' and alpha's global norms (averaged over devices under pmap)."""
         params, batch_stats, alpha, w_opt_state, a_opt_state = new
-        metrics = dict(metrics, lr=lr)
+        metrics = dict(
+            metrics,
+            lr=lr,
+            param_norm=optax.global_norm(params),
+            alpha_norm=optax.global_norm(alpha),
+        )
+        if self.extra_metrics_fn is not None:
+            metrics.update(self.extra_metrics_fn(state.step))
         if self.axis_name is not None:
             metrics = jax.lax.pmean(metrics, self.axis_name)
         new_state = state.replace(
@@ -237,78 +367,87 @@ class OneShotSearch:
         )
         return new_state, metrics
 
-    def _fused_first_order_step(self, state, train_batch, val_batch, k_arch, k_w, lr):
-        """The first-order step with both phases as one ``lax.scan`` of length 2.
-
-        Phase 0 (validation batch) updates alpha, phase 1 (training batch, new alpha) the
-        weights: the same computation as the two-phase step, but XLA compiles the network's
-        forward and backward pass once instead of twice, which halves the compile time (the
-        price: phase 0 also computes weight gradients it discards).
-        """
-        batches = jax.tree.map(lambda v, t: jnp.stack([v, t]), val_batch, train_batch)
-        keys = jnp.stack([k_arch, k_w])
-        grad_fn = bilevel.weight_and_alpha_gradient
-
-        def phase_fn(carry, xs):
-            params, bs, alpha, w_opt, a_opt = carry
-            phase, batch, key = xs
-            (g_w, g_a), loss, (logits, new_bs) = grad_fn(
-                self._loss_fn(bs, key, state.step), params, alpha, batch, self.axis_name
-            )
-            is_arch = phase == 0
-            new_alpha, new_a_opt = self._update_alpha(state, g_a, alpha, a_opt)
-            w_updates, new_w_opt = self.w_tx.update(g_w, w_opt, params)
-            new_params = optax.apply_updates(params, w_updates)
-
-            def pick(when, a, b):
-                return jax.tree.map(lambda x, y: jnp.where(when, x, y), a, b)
-
-            carry = (
-                pick(is_arch, params, new_params),
-                new_bs,
-                pick(is_arch, new_alpha, alpha),
-                pick(is_arch, w_opt, new_w_opt),
-                pick(is_arch, new_a_opt, a_opt),
-            )
-            out = (
-                loss,
-                accuracy(logits, batch["label"]),
-                optax.global_norm(g_w),
-                optax.global_norm(g_a),
-            )
-            return carry, out
-
-        init = (state.params, state.batch_stats, state.alpha, state.w_opt_state, state.a_opt_state)
-        new, (loss, acc, gn_w, gn_a) = jax.lax.scan(phase_fn, init, (jnp.arange(2), batches, keys))
-        metrics = {
-            "train_loss": loss[1],
-            "train_acc": acc[1],
-            "val_loss": loss[0],
-            "val_acc": acc[0],
-            "grad_norm_w": gn_w[1],
-            "grad_norm_alpha": gn_a[0],
-        }
-        return self._finish(state, new, metrics, lr)
-
     def eval_step(self, state: SearchState, batch):
-        """Loss and accuracy sums on a batch with running BN statistics (``model.eval()``).
-
-        ``batch["weight"]`` (optional, 0 or 1 per example) masks out padding.
-        """
+        """Loss and accuracy sums on a batch with running BN statistics (``model.eval()``);
+        ``batch["weight"]`` (optional, 0 or 1 per example) masks out padding."""
         logits = self.model.apply(
             {"params": state.params, "batch_stats": state.batch_stats},
             batch["image"],
             self.eval_arch_fn(state.alpha),
             train=False,
         )
-        labels = batch["label"]
-        weight = batch.get("weight", jnp.ones(labels.shape, jnp.float32))
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        out = {
-            "loss_sum": jnp.sum(weight * losses),
-            "correct": jnp.sum(weight * (jnp.argmax(logits, -1) == labels)),
-            "count": jnp.sum(weight),
-        }
-        if self.axis_name is not None:
-            out = jax.lax.psum(out, self.axis_name)
-        return out
+        return classification_sums(logits, batch["label"], batch.get("weight"), self.axis_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientStrategy:
+    """What a gradient strategy registers (``STRATEGIES.register(name, kind="gradient")``).
+
+    Attributes:
+      build: ``(config, *, num_classes, steps_per_epoch, axis_name=None[, carry]) ->
+        OneShotSearch``; ``carry`` only for multi-stage strategies.
+      title: the method's name in tables ("DARTS (1st order)").
+      configs: data set -> config module under ``experiments/configs`` (``"cifar10"``: the
+        benchmark's, ``"fashion_mnist"``: the comparison's).
+      stages: ``config -> [config per stage]`` (one stage: ``[config]``).
+      transfer: ``(searcher, state) -> carry`` (JSON) that the next stage's ``build``
+        receives; None for single-stage strategies.
+      budget: ``(config, *, epochs, layers) -> None``: puts the comparison's shared budget
+        (total search epochs, supernet cells) into the method's config in place, with the
+        method's own scaling (warm-ups, stages); None: ``search.epochs = epochs`` and
+        ``model.layers = layers``.
+      second_order: whether ``search.hypergradient`` may be ``"fd"`` or ``"exact"``.
+    """
+
+    build: Callable[..., OneShotSearch]
+    title: str
+    configs: dict = dataclasses.field(default_factory=dict)
+    stages: Callable[[Any], list] | None = None
+    transfer: Callable[[OneShotSearch, SearchState], Any] | None = None
+    budget: Callable[..., None] | None = None
+    second_order: bool = True
+
+    @property
+    def staged(self) -> bool:
+        return self.transfer is not None
+
+    def stage_configs(self, config) -> list:
+        """One config per stage."""
+        return list(self.stages(config)) if self.stages is not None else [config]
+
+    def __call__(self, config, *, num_classes, steps_per_epoch, axis_name=None, carry=None):
+        """``build`` the search of ``config`` (a stage's config, with ``carry``)."""
+        kw = {"carry": carry} if self.staged else {}
+        return self.build(
+            config,
+            num_classes=num_classes,
+            steps_per_epoch=steps_per_epoch,
+            axis_name=axis_name,
+            **kw,
+        )
+
+    def apply_budget(self, config, *, epochs: int, layers: int) -> None:
+        """The comparison's budget in ``config`` (see ``budget``)."""
+        if self.budget is not None:
+            self.budget(config, epochs=epochs, layers=layers)
+        else:
+            config.search.epochs = epochs
+            config.model.layers = layers
+
+
+def gradient_strategy(name: str) -> GradientStrategy:
+    """The gradient strategy registered as ``name`` (or loaded as ``"pkg.module:attr"``).
+
+    Raises:
+      UnknownNameError: no strategy of that name.
+      ValueError: ``name`` is a discrete strategy.
+    """
+    from jnas.strategies.base import STRATEGIES
+
+    entry = STRATEGIES.get(name)
+    if not isinstance(entry, GradientStrategy):
+        raise ValueError(
+            f"strategy {name!r} is not a gradient strategy; gradient strategies: "
+            f"{', '.join(STRATEGIES.names(kind='gradient'))}"
+        )
+    return entry

@@ -15,7 +15,7 @@ Two changes to DARTS, both in the supernet:
 
   The genotype is then derived from ``softmax(alpha)_{ij,o} * softmax(beta)_{ij}`` with
   the DARTS rule (strongest two incoming edges per node, strongest non-``none`` op), as
-  the official ``genotype()`` does.
+  the official ``genotype()`` does (compared as log-weights in float64).
 
 The search follows the official ``train_search.py``: architecture updates (Adam, lr 6e-4,
 first order by default) start after a 15-epoch warm-up of the weights alone (the warm-up
@@ -31,10 +31,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jnas.spaces import edges
-from jnas.spaces.darts import CELL_TYPES
-from jnas.strategies import darts, oneshot
+from jnas.spaces.darts import CELL_TYPES, log_softmax64
+from jnas.strategies import oneshot
+from jnas.strategies.base import STRATEGIES
+from jnas.strategies.oneshot import softmax_weights
 from jnas.strategies.warmup import WarmupSearch
 
 
@@ -53,6 +56,16 @@ def edge_weights(beta: jax.Array, n_nodes: int) -> jax.Array:
         parts.append(jax.nn.softmax(beta[start : start + j + 2]))
         start += j + 2
     return jnp.concatenate(parts)
+
+
+def log_edge_weights64(beta, n_nodes: int) -> np.ndarray:
+    """``log`` of :func:`edge_weights` on the host in float64 (``log_softmax`` per node)."""
+    beta = np.asarray(beta, np.float64)
+    parts, start = [], 0
+    for j in range(n_nodes):
+        parts.append(log_softmax64(beta[start : start + j + 2]))
+        start += j + 2
+    return np.concatenate(parts)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -88,10 +101,10 @@ def build(
     """
     check_config(config)
     p = config.pcdarts
-    space = darts.space_from_config(config)
+    space = oneshot.space_from_config(config)
     n_nodes = space.n_nodes
-    model = darts.network_from_config(
-        config, num_classes, axis_name, mixed_op=edges.partial_channel_op(p.k)
+    model = oneshot.supernet_from_config(
+        config, space, num_classes, axis_name, mixed_op=edges.partial_channel_op(p.k)
     )
     scale = config.search.alpha_init_scale
 
@@ -107,7 +120,7 @@ def build(
         return alpha
 
     def arch(alpha):
-        ops = darts.softmax_weights(alpha["ops"])
+        ops = softmax_weights(alpha["ops"])
         if "edges" not in alpha:
             return {t: {"ops": ops[t]} for t in CELL_TYPES}
         return {
@@ -123,27 +136,43 @@ def build(
         return out
 
     def derive(alpha):
-        a = arch(alpha)
-        w = {t: a[t]["ops"] for t in CELL_TYPES}
-        if "edges" in alpha:  # the official genotype(): W[e, o] = softmax(alpha) * softmax(beta)
-            w = {t: w[t] * a[t]["edge"][:, None] for t in CELL_TYPES}
-        return space.derive_genotype(w)
+        # The official genotype(): W[e, o] = softmax(alpha)[e, o] * softmax(beta)[e], compared
+        # here as log_softmax(alpha) + log_softmax(beta) in float64.
+        w = log_softmax64(alpha["ops"])
+        if "edges" in alpha:
+            w = {
+                t: w[t] + log_edge_weights64(alpha["edges"][t], n_nodes)[:, None]
+                for t in CELL_TYPES
+            }
+        return space.derive(w)
 
-    w_tx, lr_fn = oneshot.weight_optimizer(config.optim_w, config.search.epochs, steps_per_epoch)
-    return WarmupSearch(
+    return WarmupSearch.from_config(
+        config,
+        steps_per_epoch=steps_per_epoch,
+        axis_name=axis_name,
         model=model,
         init_alpha=init_alpha,
         arch_fn=lambda alpha, key, step: arch(alpha),
         eval_arch_fn=arch,
-        w_tx=w_tx,
-        a_tx=oneshot.arch_optimizer(config.optim_alpha),
-        lr_fn=lr_fn,
-        hypergradient=config.search.hypergradient,
-        weight_decay=config.optim_w.weight_decay,
-        momentum=config.optim_w.momentum,
-        axis_name=axis_name,
-        arch_start_step=config.search.arch_start_epoch * steps_per_epoch,
         op_weights_fn=op_weights,
         derive_fn=derive,
-        fuse_phases=config.search.get("fuse_phases", True),
     )
+
+
+def budget(config: ml_collections.ConfigDict, *, epochs: int, layers: int) -> None:
+    """The comparison's budget: ``epochs`` in all, 15 of 50 of them a weight warm-up, and
+    the paper's lr 0.1 at batch 256 scaled linearly to ``config.search.batch_size``."""
+    config.model.layers = layers
+    config.search.epochs = epochs
+    config.search.arch_start_epoch = round(epochs * 15 / 50)
+    config.optim_w.lr = 0.1 * config.search.batch_size / 256
+
+
+STRATEGIES.register("pcdarts", kind="gradient")(
+    oneshot.GradientStrategy(
+        build=build,
+        title="PC-DARTS",
+        configs={"cifar10": "pcdarts_cifar10", "fashion_mnist": "pcdarts_fashion_mnist"},
+        budget=budget,
+    )
+)

@@ -20,10 +20,12 @@ Each stage is 25 epochs whose first 10 train only the weights (the architecture 
 skipped, :class:`jnas.strategies.warmup.WarmupSearch`); Adam for alpha (lr 6e-4) with its
 gradient norm clipped at 5, as the official ``train_search.py``.
 
-Stages and the runner: :func:`stages` gives one config per stage; the runner builds each
-stage's search with ``build(stage_config, ..., carry=...)``, where ``carry`` (the ops kept
-per edge, JSON) is what :func:`transfer` returned at the end of the previous stage. It
-checkpoints the carry, so a run killed in stage 2 resumes in stage 2.
+Stages: the registered strategy names :func:`stages` (one config per stage) and
+:func:`transfer`; the runner builds each stage's search with ``build(stage_config, ...,
+carry=...)``, where ``carry`` (the ops kept per edge, JSON) is what :func:`transfer` returned
+at the end of the previous stage. It checkpoints the carry, so a run killed in stage 2
+resumes in stage 2. The genotype is derived from ``log_softmax(alpha)`` in float64, each
+edge choosing only among the ops it still has.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jnas.spaces import edges
-from jnas.spaces.darts import CELL_TYPES, DartsSpace
+from jnas.spaces.darts import CELL_TYPES, DartsSpace, log_softmax64
 from jnas.spaces.genotype import Genotype
-from jnas.strategies import darts, oneshot
+from jnas.strategies import oneshot
+from jnas.strategies.base import STRATEGIES
+from jnas.strategies.oneshot import softmax_weights
 from jnas.strategies.warmup import WarmupSearch
 
 SKIP = "skip_connect"
@@ -115,7 +118,8 @@ def prune(weights: np.ndarray, edge_ops, keep: int) -> list[list[str]]:
     code: the smallest are dropped, the lower index first on ties).
 
     Args:
-      weights: ``[num_edges, n]`` op weights (``softmax(alpha)``) of one cell type.
+      weights: ``[num_edges, n]`` op weights of one cell type, or any increasing function of
+        them (``log_softmax(alpha)`` in float64).
       edge_ops: the ``n`` op names of each edge, in the order of ``weights``' columns.
       keep: ops to keep per edge.
 
@@ -133,45 +137,60 @@ def prune(weights: np.ndarray, edge_ops, keep: int) -> list[list[str]]:
     return out
 
 
-def expand_weights(weights: np.ndarray, edge_ops, primitives) -> np.ndarray:
+def expand_weights(weights: np.ndarray, edge_ops, primitives, fill: float = 0.0) -> np.ndarray:
     """``[num_edges, n]`` weights of each edge's ops to ``[num_edges, len(primitives)]``
-    (zero for dropped ops)."""
+    (``fill`` for dropped ops: 0 for weights, ``-inf`` for log-weights)."""
     weights = np.asarray(weights)
-    full = np.zeros((len(edge_ops), len(primitives)), weights.dtype)
+    full = np.full((len(edge_ops), len(primitives)), fill, weights.dtype)
     for e, ops in enumerate(edge_ops):
         for i, op in enumerate(ops):
             full[e, primitives.index(op)] = weights[e, i]
     return full
 
 
-def limit_skips(space: DartsSpace, weights: dict[str, np.ndarray], max_skips: int) -> Genotype:
+def candidate_mask(edge_ops, primitives) -> np.ndarray:
+    """bool ``[num_edges, len(primitives)]``: the ops each edge still has."""
+    return np.array([[p in ops for p in primitives] for ops in edge_ops])
+
+
+def limit_skips(
+    space: DartsSpace, weights: dict[str, np.ndarray], max_skips: int, candidates=None
+) -> Genotype:
     """Derive the genotype with at most ``max_skips`` skip connections in the normal cell.
 
     The official refinement: while the derived normal cell has too many skip connections,
-    the chosen skip connection with the smallest weight gets weight 0, and ops and edges
-    are chosen again (DARTS rule).
+    the chosen skip connection with the smallest weight is removed (its weight set to the
+    lowest value, ``-inf``), and ops and edges are chosen again (DARTS rule). A skip
+    connection already at ``-inf`` (the edge has no other op) is not chosen for removal;
+    when none is left to remove, the genotype is returned as it is.
 
     Args:
       space: the cell space (all primitives, as the columns of ``weights``).
-      weights: per cell type ``[num_edges, num_ops]``.
+      weights: per cell type ``[num_edges, num_ops]`` op strengths (weights, or
+        log-weights in float64).
       max_skips: M (2 in P-DARTS).
+      candidates: per cell type, the ops each edge may pick (``DartsSpace.derive``).
 
     Returns:
       The :class:`Genotype`.
     """
     weights = {t: np.array(w, dtype=np.float64) for t, w in weights.items()}
-    genotype = space.derive_genotype(weights)
+    genotype = space.derive(weights, candidates=candidates)
     if SKIP not in space.primitives:
         return genotype
     k_skip = space.primitives.index(SKIP)
     edge_id = {e: n for n, e in enumerate(space.edges)}
+    per_node = space.edges_per_node
     for _ in range(space.num_edges + 1):
-        chosen = [edge_id[(i, k // 2)] for k, (op, i) in enumerate(genotype.normal) if op == SKIP]
-        if len(chosen) <= max_skips:
+        chosen = [
+            edge_id[(i, k // per_node)] for k, (op, i) in enumerate(genotype.normal) if op == SKIP
+        ]
+        removable = [e for e in chosen if weights["normal"][e, k_skip] > -np.inf]
+        if len(chosen) <= max_skips or not removable:
             return genotype
-        weakest = min(chosen, key=lambda e: (weights["normal"][e, k_skip], e))
-        weights["normal"][weakest, k_skip] = 0.0
-        genotype = space.derive_genotype(weights)
+        weakest = min(removable, key=lambda e: (weights["normal"][e, k_skip], e))
+        weights["normal"][weakest, k_skip] = -np.inf
+        genotype = space.derive(weights, candidates=candidates)
     raise AssertionError("the skip limit did not converge")  # each pass removes one skip
 
 
@@ -195,7 +214,7 @@ def transfer(searcher: PdartsSearch, state: oneshot.SearchState) -> dict[str, li
     """What the next stage needs: per cell type, the ops kept on every edge (JSON-able)."""
     if searcher.keep_next is None:
         raise ValueError("the last P-DARTS stage has no next stage")
-    weights = jax.device_get(darts.softmax_weights(state.alpha))
+    weights = log_softmax64(jax.device_get(state.alpha))
     edge_ops = dict(searcher.edge_ops)
     return {t: prune(weights[t], edge_ops[t], searcher.keep_next) for t in CELL_TYPES}
 
@@ -222,10 +241,10 @@ def build(
       The :class:`PdartsSearch` of that stage.
     """
     check_config(config)
-    p, m = config.pdarts, config.model
+    p = config.pdarts
     stage = int(p.stage)
     num_ops = tuple(int(n) for n in p.num_ops)
-    space = darts.space_from_config(config)
+    space = oneshot.space_from_config(config)
     all_ops = space.primitives
     if stage == 0:
         edge_ops = {t: (all_ops,) * space.num_edges for t in CELL_TYPES}
@@ -243,18 +262,20 @@ def build(
                 )
         primitives = dict(edge_ops)
     n = num_ops[stage]
-    model = darts.network_from_config(
+    model = oneshot.supernet_from_config(
         config,
+        space,
         num_classes,
         axis_name,
-        C=m.C + int(p.add_width[stage]),
-        layers=m.layers + int(p.add_layers[stage]),
+        C=space.C + int(p.add_width[stage]),
+        layers=space.layers + int(p.add_layers[stage]),
         primitives=primitives,
         mixed_op=edges.SkipDropMixedOp,
     )
     epochs, warm = config.search.epochs, config.search.arch_start_epoch
     drop_fn = skip_dropout_rate(float(p.skip_dropout[stage]), epochs, warm)
     scale = config.search.alpha_init_scale
+    candidates = {t: candidate_mask(edge_ops[t], all_ops) for t in CELL_TYPES}
 
     def init_alpha(key):
         keys = jax.random.split(key, len(CELL_TYPES))
@@ -263,39 +284,54 @@ def build(
         }
 
     def arch(alpha, rate):
-        w = darts.softmax_weights(alpha)
+        w = softmax_weights(alpha)
         return {
             t: {"ops": w[t], "skip_drop": jnp.full((space.num_edges,), rate)} for t in CELL_TYPES
         }
 
     def op_weights(alpha):  # over all primitives, zero for dropped ops
-        w = jax.device_get(darts.softmax_weights(alpha))
+        w = jax.device_get(softmax_weights(alpha))
         return {t: expand_weights(w[t], edge_ops[t], all_ops) for t in CELL_TYPES}
 
     def derive(alpha) -> Genotype:
-        return limit_skips(space, op_weights(alpha), int(p.max_skips))
+        # Log-weights in float64, -inf for the ops this stage no longer has; an edge picks
+        # only among its own ops.
+        w = log_softmax64(alpha)
+        w = {t: expand_weights(w[t], edge_ops[t], all_ops, fill=-np.inf) for t in CELL_TYPES}
+        return limit_skips(space, w, int(p.max_skips), candidates)
 
-    w_tx, lr_fn = oneshot.weight_optimizer(config.optim_w, epochs, steps_per_epoch)
-    a_tx = oneshot.arch_optimizer(config.optim_alpha)
-    if config.optim_alpha.get("grad_clip"):
-        a_tx = optax.chain(optax.clip_by_global_norm(config.optim_alpha.grad_clip), a_tx)
-    return PdartsSearch(
+    return PdartsSearch.from_config(
+        config,
+        steps_per_epoch=steps_per_epoch,
+        axis_name=axis_name,
         model=model,
         init_alpha=init_alpha,
         arch_fn=lambda alpha, key, step: arch(alpha, drop_fn(step // steps_per_epoch)),
         eval_arch_fn=lambda alpha: arch(alpha, 0.0),
-        w_tx=w_tx,
-        a_tx=a_tx,
-        lr_fn=lr_fn,
-        hypergradient=config.search.hypergradient,
-        weight_decay=config.optim_w.weight_decay,
-        momentum=config.optim_w.momentum,
-        axis_name=axis_name,
-        arch_start_step=warm * steps_per_epoch,
         op_weights_fn=op_weights,
         derive_fn=derive,
-        fuse_phases=config.search.get("fuse_phases", True),
         stage=stage,
         edge_ops=tuple(edge_ops.items()),
         keep_next=num_ops[stage + 1] if stage + 1 < len(num_ops) else None,
     )
+
+
+def budget(config: ml_collections.ConfigDict, *, epochs: int, layers: int) -> None:
+    """The comparison's budget: ``epochs`` in all over the three stages (``epochs // 3``
+    each, at least 1), the first 10/25 of each stage a weight warm-up; the stages keep their
+    own depths (``layers`` is not used)."""
+    del layers
+    config.search.epochs = max(1, epochs // 3)
+    config.search.arch_start_epoch = round(config.search.epochs * 10 / 25)
+
+
+STRATEGIES.register("pdarts", kind="gradient")(
+    oneshot.GradientStrategy(
+        build=build,
+        title="P-DARTS",
+        configs={"cifar10": "pdarts_cifar10", "fashion_mnist": "pdarts_fashion_mnist"},
+        stages=stages,
+        transfer=transfer,
+        budget=budget,
+    )
+)

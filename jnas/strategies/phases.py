@@ -1,10 +1,18 @@
-"""A first-order search step whose two phases (architecture and weights) are one ``lax.scan``.
+"""The two phases of a one-shot search step, fused (one ``lax.scan``) or one after the other.
 
-:meth:`OneShotSearch._fused_first_order_step` does this for DARTS's order (alpha on the
-validation batch, then the weights). :func:`fused_step` generalises it for the variants:
-either order (GDAS updates the weights first), and an architecture phase that can be
-skipped at run time (a warm-up), in which case it only computes the validation loss.
-XLA then compiles the network's forward and backward pass once instead of twice.
+Both functions compute :meth:`jnas.strategies.oneshot.OneShotSearch.step`'s phases in
+either order: ``arch_phase`` is 0 for DARTS's order (alpha on the validation batch, then the
+weights on the training batch with the new alpha) and 1 for GDAS's (the weights first, then
+alpha with the new weights). With ``skip_arch`` (a traced bool, a warm-up) the architecture
+phase only computes its validation loss and accuracy: no gradient, and alpha, its optimizer
+and the batch statistics stay as they are.
+
+:func:`fused_step` (first order) scans the two phases, so XLA compiles the network's forward
+and backward pass once instead of twice (the price: the architecture phase also computes
+weight gradients it discards). :func:`two_phase_step` runs them one after the other, and is
+the only one that takes second-order hypergradients. Both return the updated
+``(params, batch_stats, alpha, w_opt_state, a_opt_state)`` and the phases' metrics; the
+search's ``finish`` makes the next state of them.
 """
 
 from __future__ import annotations
@@ -16,31 +24,35 @@ import optax
 from jnas.strategies import bilevel, oneshot
 
 
-def fused_step(
-    search: oneshot.OneShotSearch,
-    state: oneshot.SearchState,
-    batches: tuple,
-    keys: tuple,
-    lr: jax.Array,
-    *,
-    arch_phase: int,
-    skip_arch: jax.Array | None = None,
-):
-    """Run the two phases of a first-order step as a ``lax.scan`` of length 2.
+def _pick(when, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(when, x, y), a, b)
+
+
+def _metrics(loss, acc, gn_w, gn_a, w_phase, arch_phase):
+    return {
+        "train_loss": loss[w_phase],
+        "train_acc": acc[w_phase],
+        "val_loss": loss[arch_phase],
+        "val_acc": acc[arch_phase],
+        "grad_norm_w": gn_w[w_phase],
+        "grad_norm_alpha": gn_a[arch_phase],
+    }
+
+
+def fused_step(search, state, batches: tuple, keys: tuple, *, arch_phase: int, skip_arch=None):
+    """The two phases of a first-order step as a ``lax.scan`` of length 2.
 
     Args:
-      search: the search (its model, optimizers, ``_loss_fn``).
+      search: the :class:`~jnas.strategies.oneshot.OneShotSearch`.
       state: the current state.
-      batches: ``(first, second)`` batches, in phase order.
-      keys: one PRNG key per phase (the architecture sample, dropout).
-      lr: the weight learning rate (logged).
-      arch_phase: which phase (0 or 1) updates alpha; the other updates the weights with
-        the alpha current at that point. Its batch is the validation batch.
-      skip_arch: a traced bool; when true the architecture phase computes only its loss
-        and accuracy (no gradient, alpha, its optimizer and the batch statistics unchanged).
+      batches: ``(first, second)`` batches, in phase order (the architecture phase's is the
+        validation batch).
+      keys: one PRNG key per phase, in phase order.
+      arch_phase: which phase (0 or 1) updates alpha.
+      skip_arch: a traced bool (skip the architecture phase), or None (never skip).
 
     Returns:
-      ``(state, metrics)`` as :meth:`OneShotSearch.step`.
+      ``((params, batch_stats, alpha, w_opt_state, a_opt_state), metrics)``.
     """
     stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), *batches)
     w_phase = 1 - arch_phase
@@ -66,23 +78,16 @@ def fused_step(
             run = (phase == w_phase) | jnp.logical_not(skip_arch)
             (g_w, g_a), loss, (logits, new_bs) = jax.lax.cond(run, full, forward_only, None)
         is_arch = phase == arch_phase
-        new_alpha, new_a_opt = search._update_alpha(state, g_a, alpha, a_opt)
+        new_alpha, new_a_opt = search.update_alpha(state, g_a, alpha, a_opt)
         if skip_arch is not None:  # the skipped phase leaves alpha and Adam's moments alone
-            new_alpha, new_a_opt = jax.tree.map(
-                lambda n, o: jnp.where(skip_arch, o, n), (new_alpha, new_a_opt), (alpha, a_opt)
-            )
-        w_updates, new_w_opt = search.w_tx.update(g_w, w_opt, params)
-        new_params = optax.apply_updates(params, w_updates)
-
-        def pick(when, a, b):
-            return jax.tree.map(lambda x, y: jnp.where(when, x, y), a, b)
-
+            new_alpha, new_a_opt = _pick(skip_arch, (alpha, a_opt), (new_alpha, new_a_opt))
+        new_params, new_w_opt = search.update_weights(g_w, w_opt, params)
         carry = (
-            pick(is_arch, params, new_params),
+            _pick(is_arch, params, new_params),
             new_bs,
-            pick(is_arch, new_alpha, alpha),
-            pick(is_arch, w_opt, new_w_opt),
-            pick(is_arch, new_a_opt, a_opt),
+            _pick(is_arch, new_alpha, alpha),
+            _pick(is_arch, w_opt, new_w_opt),
+            _pick(is_arch, new_a_opt, a_opt),
         )
         out = (
             loss,
@@ -95,12 +100,91 @@ def fused_step(
     init = (state.params, state.batch_stats, state.alpha, state.w_opt_state, state.a_opt_state)
     xs = (jnp.arange(2), stacked, jnp.stack(keys))
     new, (loss, acc, gn_w, gn_a) = jax.lax.scan(phase_fn, init, xs)
-    metrics = {
-        "train_loss": loss[w_phase],
-        "train_acc": acc[w_phase],
-        "val_loss": loss[arch_phase],
-        "val_acc": acc[arch_phase],
-        "grad_norm_w": gn_w[w_phase],
-        "grad_norm_alpha": gn_a[arch_phase],
-    }
-    return search._finish(state, new, metrics, lr)
+    return new, _metrics(loss, acc, gn_w, gn_a, w_phase, arch_phase)
+
+
+def weight_phase(search, state, params, batch_stats, alpha, w_opt_state, batch, key):
+    """The weight phase: a gradient step of the weights on ``batch`` at ``alpha``.
+
+    Returns:
+      ``(params, batch_stats, w_opt_state, loss, accuracy, grad_norm_w)``.
+    """
+    g_w, loss, (logits, batch_stats) = bilevel.weight_gradient(
+        search._loss_fn(batch_stats, key, state.step),
+        params,
+        alpha,
+        batch,
+        axis_name=search.axis_name,
+    )
+    params, w_opt_state = search.update_weights(g_w, w_opt_state, params)
+    acc = oneshot.accuracy(logits, batch["label"])
+    return params, batch_stats, w_opt_state, loss, acc, optax.global_norm(g_w)
+
+
+def two_phase_step(
+    search, state, batches: tuple, keys: tuple, lr, *, arch_phase: int, skip_arch=None
+):
+    """The two phases one after the other (any hypergradient in DARTS's order).
+
+    Args and returns as :func:`fused_step`; ``lr`` is the virtual step size xi of the
+    second-order hypergradients.
+    """
+    w_phase = 1 - arch_phase
+    train_batch, val_batch = batches[w_phase], batches[arch_phase]
+    k_w, k_arch = keys[w_phase], keys[arch_phase]
+    method = search.hypergradient
+
+    def arch_phase_fn(params, batch_stats, alpha, a_opt_state, *, forward_only):
+        """``(batch_stats, alpha, a_opt_state, loss, accuracy, grad_norm_alpha)``."""
+        loss_fn = search._loss_fn(batch_stats, k_arch, state.step)
+        if forward_only:
+            loss, (logits, _) = loss_fn(params, alpha, val_batch)
+            g_norm = jnp.zeros((), loss.dtype)
+        else:
+            g_alpha, loss, (logits, new_bs) = bilevel.alpha_gradient(
+                loss_fn,
+                params,
+                alpha,
+                train_batch,
+                val_batch,
+                method=method,
+                xi=lr,
+                weight_decay=search.weight_decay,
+                momentum_buffer=bilevel.momentum_buffer(state.w_opt_state),
+                momentum=search.momentum,
+                axis_name=search.axis_name,
+            )
+            alpha, a_opt_state = search.update_alpha(state, g_alpha, alpha, a_opt_state)
+            # First order: the validation forward ran on the real weights, keep its BN stats.
+            batch_stats = new_bs if method == "first" else batch_stats
+            g_norm = optax.global_norm(g_alpha)
+        acc = oneshot.accuracy(logits, val_batch["label"])
+        return batch_stats, alpha, a_opt_state, loss, acc, g_norm
+
+    def run(forward_only: bool):
+        params, bs, alpha = state.params, state.batch_stats, state.alpha
+        w_opt, a_opt = state.w_opt_state, state.a_opt_state
+        if arch_phase == 0:
+            bs, alpha, a_opt, v_loss, v_acc, gn_a = arch_phase_fn(
+                params, bs, alpha, a_opt, forward_only=forward_only
+            )
+        params, bs, w_opt, t_loss, t_acc, gn_w = weight_phase(
+            search, state, params, bs, alpha, w_opt, train_batch, k_w
+        )
+        if arch_phase == 1:
+            bs, alpha, a_opt, v_loss, v_acc, gn_a = arch_phase_fn(
+                params, bs, alpha, a_opt, forward_only=forward_only
+            )
+        metrics = {
+            "train_loss": t_loss,
+            "train_acc": t_acc,
+            "val_loss": v_loss,
+            "val_acc": v_acc,
+            "grad_norm_w": gn_w,
+            "grad_norm_alpha": gn_a,
+        }
+        return (params, bs, alpha, w_opt, a_opt), metrics
+
+    if skip_arch is None:
+        return run(False)
+    return jax.lax.cond(skip_arch, lambda: run(True), lambda: run(False))

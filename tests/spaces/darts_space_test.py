@@ -1,3 +1,5 @@
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,6 +7,8 @@ import pytest
 
 from jnas.ops.primitives import DARTS_PRIMITIVES, UnknownOpError
 from jnas.spaces.darts import DartsSpace, SearchNetwork, reduction_layers
+from jnas.spaces.discrete import ArchitectureError
+from jnas.spaces.genotype import Genotype, MalformedGenotypeError
 
 
 def test_edges_follow_darts_order():
@@ -50,7 +54,7 @@ def test_derive_genotype_by_hand():
             (4, 3): 0.7,
         }
     )
-    g = space.derive_genotype(w)
+    g = space.derive(w)
     assert g.normal[0] == (names[4], 1)  # strongest edge first
     assert g.normal[1] == (names[1], 0)
     assert g.normal[2] == ("dil_conv_5x5", 1)
@@ -116,3 +120,199 @@ def test_vmapped_edges_equal_looped_edges():
     y1, s1 = jax.jit(lambda v: looped.apply(v, x, w, mutable=["batch_stats"]))(v_loop)
     y2, s2 = jax.jit(lambda v: vmapped.apply(v, x, w, mutable=["batch_stats"]))(v2)
     np.testing.assert_allclose(y1, y2, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ derivation vs the rule
+
+
+def _rule(alpha_rows, n_nodes, ops, candidates=None, edge_logits=None):
+    """The DARTS rule written plainly, on softmax weights computed with 60 digits (mpmath):
+    per node, the two incoming edges whose strongest allowed non-'none' op weighs most (ties:
+    lower edge), each with that op (ties: lower op index). PC-DARTS: weights times the
+    softmax of beta over the node's edges."""
+    import mpmath
+
+    mpmath.mp.dps = 60
+
+    def softmax(row):
+        e = [mpmath.exp(mpmath.mpf(float(v))) for v in row]
+        total = mpmath.fsum(e)
+        return [x / total for x in e]
+
+    w = [softmax(r) for r in alpha_rows]
+    gene, start = [], 0
+    for j in range(n_nodes):
+        n_in = j + 2
+        if edge_logits is not None:
+            b = softmax(edge_logits[start : start + n_in])
+            for i in range(n_in):
+                w[start + i] = [x * b[i] for x in w[start + i]]
+
+        def allowed(i, s=start):
+            return [
+                k
+                for k in range(len(ops))
+                if ops[k] != "none" and (candidates is None or candidates[s + i][k])
+            ]
+
+        strength = {i: max(w[start + i][k] for k in allowed(i)) for i in range(n_in)}
+        edges = sorted(range(n_in), key=lambda i: -strength[i])[:2]  # stable
+        for i in edges:
+            best = allowed(i)[0]
+            for k in allowed(i):
+                if w[start + i][k] > w[start + i][best]:
+                    best = k
+            gene.append((ops[best], i))
+        start += n_in
+    return tuple(gene)
+
+
+def _alphas(kind, rng, shape):
+    if kind == "random":
+        return rng.normal(size=shape) * rng.choice([1e-3, 1.0, 10.0])
+    if kind == "tied":  # small integers: many exact ties within and across edges
+        return rng.integers(-1, 2, size=shape).astype(float)
+    if kind == "permuted":  # every edge a permutation of one row: their maxima tie exactly
+        row = rng.normal(size=shape[-1])
+        return np.stack([rng.permutation(row) for _ in range(shape[0])])
+    # extreme: one op leads its edge by 80 to 1000 (float32 softmax rounds the rest to 0)
+    a = rng.normal(size=shape)
+    a[np.arange(shape[0]), rng.integers(0, shape[1], shape[0])] += rng.uniform(80, 1000, shape[0])
+    return a
+
+
+@pytest.mark.parametrize("kind", ["random", "tied", "permuted", "extreme"])
+def test_derive_matches_the_rule_in_exact_arithmetic(kind):
+    from jnas.spaces.darts import log_softmax64
+
+    space = DartsSpace()
+    rng = np.random.default_rng({"random": 0, "tied": 1, "permuted": 2, "extreme": 3}[kind])
+    for _ in range(25):
+        alpha = {t: _alphas(kind, rng, (14, 8)) for t in ("normal", "reduce")}
+        g = space.derive(log_softmax64(alpha))
+        for t in ("normal", "reduce"):
+            assert getattr(g, t) == _rule(alpha[t], 4, DARTS_PRIMITIVES), (kind, t)
+
+
+def test_a_lead_of_a_hundred_is_not_lost_to_float32_rounding():
+    """Node 1's three edges each have one op far ahead: float32 softmax makes all three
+    weigh exactly 1.0 (the choice would fall to edge order); the strongest two must win."""
+    from jnas.spaces.darts import log_softmax64
+
+    a = np.zeros((14, 8))
+    a[2, 4], a[3, 5], a[4, 6] = 100.0, 120.0, 110.0
+    assert (
+        np.asarray(jax.nn.softmax(jnp.asarray(a[2:5], jnp.float32), -1)).max(-1).tolist()
+        == [1.0] * 3
+    )
+    g = DartsSpace().derive(log_softmax64({"normal": a, "reduce": a}))
+    assert g.normal[2:4] == (("sep_conv_5x5", 1), ("dil_conv_3x3", 2))
+
+
+def test_derive_picks_only_among_an_edges_candidates():
+    from jnas.spaces.darts import log_softmax64
+
+    space = DartsSpace()
+    w = log_softmax64({t: np.zeros((14, 8)) for t in ("normal", "reduce")})
+    cand = {t: np.zeros((14, 8), bool) for t in ("normal", "reduce")}
+    for t in cand:
+        cand[t][:, [0, 6]] = True  # none and dil_conv_3x3 only
+    w["normal"][:, 6] = -np.inf  # the candidates tie at -inf
+    g = space.derive(w, candidates=cand)
+    assert {op for op, _ in g.normal + g.reduce} == {"dil_conv_3x3"}
+
+
+# ------------------------------------------------------------------ the space protocol
+
+
+def test_darts_space_is_registered_and_built_from_a_config_section():
+    from jnas.spaces.base import OneShotSpace, make_space
+
+    space = make_space(
+        {"name": "darts", "C": 8, "layers": 5, "primitives": ["none", "skip_connect"]}
+    )
+    assert isinstance(space, OneShotSpace) and space.is_one_shot
+    assert space.primitives == ("none", "skip_connect") and space.C == 8
+    assert space.options()["name"] == "darts"
+
+
+def test_encoding_round_trips_published_genotypes():
+    from jnas.spaces.published import PUBLISHED
+
+    space = DartsSpace()
+    spec = space.spec
+    assert spec.length == 2 * 4 * 2 * 2  # cells x nodes x edges x (input, op)
+    assert spec.decisions[0].name == "normal/node0/in0" and spec.decisions[0].choices == (0, 1)
+    assert "none" not in spec.decisions[1].choices
+    n = 0
+    for genotype in PUBLISHED.values():
+        try:
+            vector = space.encode(genotype)
+        except MalformedGenotypeError:
+            continue  # ops outside the DARTS candidates, or another concat
+        n += 1
+        assert vector.dtype == np.int32 and vector.shape == (spec.length,)
+        assert space.decode(vector) == genotype
+        assert space.to_text(vector) == str(genotype)
+        assert space.parse(str(genotype)).tolist() == vector.tolist()
+    assert n >= 2
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("Genotype(normal=[", "not valid syntax"), ("nonsense", "must look like")],
+)
+def test_parse_raises_the_named_errors(text, match):
+    with pytest.raises(MalformedGenotypeError, match=match):
+        DartsSpace().parse(text)
+
+
+def test_parse_rejects_ops_outside_the_space():
+    from jnas.spaces.edges import FRC_REDUCE_CELL
+    from jnas.spaces.published import PUBLISHED
+
+    g = PUBLISHED["DARTS_V2"]
+    frc = Genotype(g.normal, g.normal_concat, FRC_REDUCE_CELL, g.reduce_concat)
+    with pytest.raises(MalformedGenotypeError, match="not a candidate"):
+        DartsSpace().parse(str(frc))
+    with pytest.raises(UnknownOpError):
+        DartsSpace().parse(str(g).replace("sep_conv_3x3", "sep_conv_9x9", 1))
+    with pytest.raises(ArchitectureError):
+        DartsSpace().decode(np.full(32, 99))
+
+
+def test_network_width_follows_the_fidelity():
+    from jnas.spaces.base import Fidelity
+    from jnas.spaces.published import PUBLISHED
+
+    space = DartsSpace(eval_C=16, eval_layers=8)
+    vector = space.encode(PUBLISHED["DARTS_V2"])
+    assert space.network(vector, num_classes=10).C == 16
+    half = space.network(vector, num_classes=10, fidelity=Fidelity(width=0.5))
+    assert half.C == 8 and half.layers == 8 and half.genotype == PUBLISHED["DARTS_V2"]
+    net = space.supernet(num_classes=7, C=4)
+    assert isinstance(net, SearchNetwork) and (net.C, net.layers, net.num_classes) == (4, 8, 7)
+
+
+def test_random_vectors_round_trip_and_bad_ones_are_named():
+    from jnas.spaces import discrete
+    from jnas.spaces.base import make_space
+
+    space = make_space({"name": "darts", "n_nodes": 3, "primitives": DARTS_PRIMITIVES[:5]})
+    assert make_space(json.loads(json.dumps(space.options()))) == space
+    keys = jax.random.split(jax.random.key(0), 25)
+    archs = np.asarray(jax.vmap(lambda k: discrete.sample_uniform(space.spec, k))(keys))
+    for a in archs:
+        np.testing.assert_array_equal(space.parse(space.to_text(a)), a)
+        np.testing.assert_array_equal(space.encode(space.decode(a)), a)
+    assert space.network(archs[0], num_classes=3) == space.network(
+        space.decode(archs[0]), num_classes=3
+    )
+    with pytest.raises(ArchitectureError):
+        space.parse(None)
+    with pytest.raises(ArchitectureError, match="shape"):
+        space.to_text(np.zeros(space.spec.length + 1, np.int32))
+    bad = np.zeros(space.spec.length, np.int32)
+    bad[0] = 2  # node 0 has inputs 0 and 1 only
+    with pytest.raises(ArchitectureError, match="normal/node0/in0"):
+        space.network(bad, num_classes=2)

@@ -75,7 +75,7 @@ def test_fused_two_phase_and_pmap_steps_agree(repo_root):
 
 
 def test_softmax_weights():
-    from jnas.strategies.darts import softmax_weights
+    from jnas.strategies.oneshot import softmax_weights
 
     w = softmax_weights({"normal": np.zeros((14, 8)), "reduce": np.ones((14, 8))})
     np.testing.assert_allclose(np.asarray(w["normal"]), 1 / 8)

@@ -23,7 +23,8 @@ from search_helpers import (
 
 from jnas.runner import search as search_lib
 from jnas.spaces import edges
-from jnas.strategies import gdas, get_gradient_strategy, gumbel
+from jnas.strategies import gdas, gumbel
+from jnas.strategies.oneshot import gradient_strategy
 
 # ---------------------------------------------------------------- the sampler
 
@@ -113,7 +114,7 @@ def test_search_rejects_a_temperature_reaching_zero(tmp_path, fake_fmnist_dir):
 
 
 def test_registry_builds_gdas_without_vmapped_edges():
-    searcher = get_gradient_strategy("gdas").build(_config(), num_classes=10, steps_per_epoch=4)
+    searcher = gradient_strategy("gdas")(_config(), num_classes=10, steps_per_epoch=4)
     assert isinstance(searcher, gdas.GdasSearch)
     assert searcher.model.vmap_edges is False
     assert searcher.model.mixed_op is edges.SampledMixedOp

@@ -253,3 +253,36 @@ def test_fused_two_phase_and_pmap_steps_agree_through_the_warmup(repo_root):
         timeout=900,
     )
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-4000:]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_genotype_matches_the_rule_in_exact_arithmetic(seed):
+    """softmax(alpha) * softmax(beta) compared exactly (mpmath, 60 digits), with one op per
+    edge ahead by 80 to 800 and beta spread by up to 100: the official rule's cell."""
+    import mpmath
+
+    mpmath.mp.dps = 60
+    searcher = _searcher(**{"model.n_nodes": 4, "model.multiplier": 4})
+    rng = np.random.default_rng(seed)
+    ops = {t: rng.normal(size=(14, 4)) for t in ("normal", "reduce")}
+    for t in ops:
+        ops[t][np.arange(14), rng.integers(0, 4, 14)] += rng.uniform(80, 800, 14)
+    beta = {t: rng.normal(size=14) * rng.choice([1.0, 100.0]) for t in ("normal", "reduce")}
+    genotype = searcher.derive_fn({"ops": ops, "edges": beta})
+
+    def softmax(row):
+        e = [mpmath.exp(mpmath.mpf(float(v))) for v in row]
+        return [x / mpmath.fsum(e) for x in e]
+
+    for t in ("normal", "reduce"):
+        expected, start = [], 0
+        for j in range(4):
+            n_in = j + 2
+            b = softmax(beta[t][start : start + n_in])
+            w = [[x * b[i] for x in softmax(ops[t][start + i])] for i in range(n_in)]
+            valid = [k for k, o in enumerate(SMALL_OPS) if o != "none"]
+            top = {i: max(valid, key=lambda k, i=i: (w[i][k], -k)) for i in range(n_in)}
+            for i in sorted(range(n_in), key=lambda i: -w[i][top[i]])[:2]:
+                expected.append((SMALL_OPS[top[i]], i))
+            start += n_in
+        assert getattr(genotype, t) == tuple(expected), t

@@ -139,7 +139,7 @@ def test_skip_limit_matches_the_official_refinement(seed, max_skips):
     got = [set(genotype.normal[2 * j : 2 * j + 2]) for j in range(4)]
     assert got == _official_final_genotype(probs, switches, max_skips)
     assert sum(op == "skip_connect" for op, _ in genotype.normal) <= max_skips
-    assert genotype.reduce == space.derive_genotype(full).reduce  # reduce cell untouched
+    assert genotype.reduce == space.derive(full).reduce  # reduce cell untouched
 
 
 # ---------------------------------------------------------------- schedules and stages
@@ -265,3 +265,71 @@ def test_resume_after_sigkill_in_stage_2(tmp_path, repo_root, fake_fmnist_dir, f
     resumed_at = int(re.search(r"resuming from step (\d+)", out).group(1))
     assert 8 < resumed_at <= 16, out  # stage 2 runs steps 9..16
     assert_same_results(workdir, ref_dir, exact_metrics=False)
+
+
+def _last_stage(edge_ops):
+    from experiments.configs import pdarts_cifar10
+
+    stages = pdarts.stages(pdarts_cifar10.get_config())
+    carry = {t: [list(ops) for ops in edge_ops] for t in ("normal", "reduce")}
+    return pdarts.build(stages[2], num_classes=10, steps_per_epoch=10, carry=carry)
+
+
+def test_derivation_picks_only_an_edges_own_ops_when_they_tie():
+    """'none' leads every edge by 200: in float32 the other two ops' weights are both 0,
+    as are those of the ops pruned from the edge. The rule picks among the edge's own ops:
+    the two tie, the lower index wins (avg_pool_3x3), never a pruned op (max_pool_3x3)."""
+    ops = ("none", "avg_pool_3x3", "dil_conv_5x5")
+    searcher = _last_stage([ops] * 14)
+    a = np.zeros((14, 3))
+    a[:, 0] = 200.0
+    genotype = searcher.derive_fn({"normal": a, "reduce": a})
+    expected = tuple(("avg_pool_3x3", i) for _ in range(4) for i in (0, 1))
+    assert genotype.normal == expected and genotype.reduce == expected
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_derivation_matches_the_rule_with_extreme_leads(seed):
+    """Random 3-op candidate sets, one op of each edge ahead by 50 to 500; the rule in
+    exact arithmetic (mpmath, 60 digits) over each edge's own ops."""
+    import mpmath
+
+    mpmath.mp.dps = 60
+    rng = np.random.default_rng(seed)
+    edge_ops = [
+        tuple(o for o in DARTS_PRIMITIVES if o in set(rng.choice(DARTS_PRIMITIVES, 3, False)))
+        for _ in range(14)
+    ]
+    edge_ops = [ops if len(ops) == 3 else DARTS_PRIMITIVES[1:4] for ops in edge_ops]
+    if not any("skip_connect" in ops for ops in edge_ops):
+        edge_ops[0] = ("skip_connect", "sep_conv_3x3", "dil_conv_3x3")
+    a = rng.normal(size=(14, 3))
+    a[np.arange(14), rng.integers(0, 3, 14)] += rng.uniform(50, 500, 14)
+    searcher = _last_stage(edge_ops)
+    genotype = searcher.derive_fn({"normal": a, "reduce": a})
+
+    def weight(e, op):
+        e_row = [mpmath.exp(mpmath.mpf(float(v))) for v in a[e]]
+        return e_row[edge_ops[e].index(op)] / mpmath.fsum(e_row)
+
+    expected, start = [], 0
+    for j in range(4):
+        n_in = j + 2
+        best = {}
+        for i in range(n_in):
+            own = [o for o in edge_ops[start + i] if o != "none"]
+            top = own[0]
+            for o in own[1:]:
+                if weight(start + i, o) > weight(start + i, top):
+                    top = o
+            best[i] = (weight(start + i, top), top)
+        for i in sorted(range(n_in), key=lambda i: -best[i][0])[:2]:
+            expected.append((best[i][1], i))
+        start += n_in
+    assert genotype.reduce == tuple(expected)
+    if sum(op == "skip_connect" for op, _ in expected) <= 2:  # no skip limit at work
+        assert genotype.normal == tuple(expected)
+    assert sum(op == "skip_connect" for op, _ in genotype.normal) <= 2
+    for k, (op, i) in enumerate(genotype.normal):
+        edge = pdarts.DartsSpace().edges.index((i, k // 2))
+        assert op in edge_ops[edge]  # only the edge's own ops
