@@ -54,10 +54,24 @@ def test_missing_table_and_bad_names_raise_clear_errors(monkeypatch):
     config.benchmark_path = None
     with pytest.raises(TableError, match="benchmark_path.*JNAS_NB201_PATH"):
         experiment.run_experiment(config)
-    config.strategies = ("random", "hill_climbing")
-    with pytest.raises(ValueError, match="hill_climbing"):
+    config.strategies = ("random", "hill_climbing")  # found before the table is read
+    with pytest.raises(ValueError, match="unknown strategy 'hill_climbing'.*local_search"):
         experiment.run_experiment(config)
-    config.strategies = ("random",)
+    config.evolution.population_size = 3
+    config.strategies = ("evolution",)
+    with pytest.raises(ValueError, match="population_size is not a strategy option"):
+        experiment.run_experiment(config)
+    config.space.name = "nasrl"
+    with pytest.raises(ValueError, match="'nasrl' has no table"):
+        experiment.run_experiment(config)
+
+
+@pytest.mark.skipif(TABLE_PATH is None, reason="NAS-Bench-201 table not found")
+def test_unknown_dataset_names_the_tables_datasets():
+    from experiments.configs import nb201_tiny
+
+    config = nb201_tiny.get_config()
+    config.benchmark_path = TABLE_PATH
     config.datasets = ("cifar10", "mnist")
-    with pytest.raises(ValueError, match="mnist"):
+    with pytest.raises(ValueError, match=r"unknown dataset\(s\) \['mnist'\].*cifar100"):
         experiment.run_experiment(config)

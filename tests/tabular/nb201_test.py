@@ -16,7 +16,8 @@ import pytest
 from experiments.configs import nb201_tiny
 from jnas import tabular
 from jnas.spaces import nb201
-from jnas.strategies import discrete_registry
+from jnas.spaces.base import make_space
+from jnas.strategies.base import make_strategy
 
 _SHARED = pathlib.Path(__file__).resolve().parents[2].parent / "shared/nasbench201/nb201.csv.gz"
 TABLE_PATH = os.environ.get("JNAS_NB201_PATH") or (str(_SHARED) if _SHARED.exists() else None)
@@ -28,6 +29,7 @@ ARCH_6111 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|no
 )
 # The tiny experiment's settings: the end-to-end test then reuses these compilations.
 TINY = nb201_tiny.get_config()
+SPACE = make_space(TINY.space)
 
 
 @pytest.fixture(scope="module")
@@ -100,38 +102,44 @@ def test_budget_rule(table):
         tabular.make_budget(in16, 50, "seconds")
 
 
-def _loop_search(table, name, objective, budget, seed_key, config):
-    """The same search as run_search, as a plain Python loop over ask / lookup / tell."""
-    strategy = discrete_registry.get(name)
+def _loop_search(table, strategy, params, objective, budget, seed_key):
+    """The same search as run_search, as a plain Python loop over rounds of ask / lookup / tell."""
+    m = strategy.population_size
     cost_column = "c10_train_time_200_s" if budget.unit == "seconds" else None
     init_key, loop_key = jax.random.split(seed_key)
-    state = strategy.init(init_key, nb201.SPEC, config)
+    state = strategy.init(init_key, params)
     ask, tell = jax.jit(strategy.ask), jax.jit(strategy.tell)
     spent, done, best_valid, best_test, codes, counted = np.float32(0), False, -np.inf, None, [], []
-    for t in range(budget.max_queries):
-        state, arch = ask(state, jax.random.fold_in(loop_key, t))
-        row = table.lookup(nb201.to_text(arch))
-        valid = np.float32(row[objective.valid_column])
-        cost = np.float32(row[cost_column]) if cost_column else np.float32(1)
-        ok = (not done) and spent + cost <= np.float32(budget.value)
-        done = not ok
-        state = tell(state, arch, valid / np.float32(100))
-        if ok:
-            spent = np.float32(spent + cost)
-            if valid > best_valid:
-                best_valid, best_test = valid, row[objective.test_column]
-        codes.append(int(nb201.op_code(arch), 5))
-        counted.append(ok)
+    for r in range(-(-budget.max_queries // m)):
+        archs, state = ask(jax.random.fold_in(loop_key, r), state, params)
+        rewards = []
+        for i, arch in enumerate(np.asarray(archs)):
+            row = table.lookup(nb201.to_text(arch))
+            valid = np.float32(row[objective.valid_column])
+            rewards.append(valid / np.float32(100))
+            if r * m + i >= budget.max_queries:  # past the scan's length: not in the trace
+                continue
+            cost = np.float32(row[cost_column]) if cost_column else np.float32(1)
+            ok = (not done) and spent + cost <= np.float32(budget.value)
+            done = not ok
+            if ok:
+                spent = np.float32(spent + cost)
+                if valid > best_valid:
+                    best_valid, best_test = valid, row[objective.test_column]
+            codes.append(int(nb201.op_code(arch), 5))
+            counted.append(ok)
+        state, _ = tell(state, archs, np.asarray(rewards, np.float32), params)
     return dict(best_test=best_test, spent=spent, codes=codes, counted=counted)
 
 
-def _check_against_loop(table, name, objective, budget, config, num_seeds):
+def _check_against_loop(table, name, objective, budget, section, num_seeds, m=1):
     key = jax.random.key(42)
+    strategy, params = make_strategy(name, SPACE.spec, m, section)
     result = tabular.run_search(
-        name, nb201.SPEC, objective, budget, key, config=config, num_seeds=num_seeds
+        strategy, SPACE, objective, budget, key, params=params, num_seeds=num_seeds
     )
     for s, seed_key in enumerate(jax.random.split(key, num_seeds)):
-        ref = _loop_search(table, name, objective, budget, seed_key, config)
+        ref = _loop_search(table, strategy, params, objective, budget, seed_key)
         np.testing.assert_array_equal(result.trace["codes"][s], ref["codes"])
         np.testing.assert_array_equal(result.trace["counted"][s], ref["counted"])
         np.testing.assert_allclose(result.best_test[s], ref["best_test"], rtol=1e-6)
@@ -144,11 +152,24 @@ def _check_against_loop(table, name, objective, budget, config, num_seeds):
 
 
 @needs_table
-@pytest.mark.parametrize("name", ["random", "evolution", "reinforce"])
+@pytest.mark.parametrize("name", ["random", "evolution", "reinforce", "local_search"])
 def test_scan_and_vmap_reproduce_a_python_loop(table, name):
     objective = table.objective("cifar100")
     budget = tabular.make_budget(objective, TINY.budget)
     _check_against_loop(table, name, objective, budget, TINY.get(name), TINY.seeds)
+
+
+@needs_table
+@pytest.mark.parametrize("unit", ["queries", "seconds"])
+def test_populations_count_the_budget_per_query_in_ask_order(table, unit):
+    """5 members a round: a budget that ends inside a round counts only the queries before it."""
+    objective = table.objective("cifar10")
+    budget = tabular.make_budget(objective, 12, unit)
+    result = _check_against_loop(table, "evolution", objective, budget, TINY.evolution, 2, m=5)
+    rounds = -(-budget.max_queries // 5)
+    assert result.trace["codes"].shape == (2, budget.max_queries)
+    assert result.metrics["num_told"].shape == (2, rounds)
+    np.testing.assert_array_equal(result.metrics["num_told"][0], 5 * np.arange(1, rounds + 1))
 
 
 @needs_table
@@ -157,6 +178,7 @@ def test_seconds_budget_stops_at_the_first_query_over_budget(table):
     budget = tabular.make_budget(objective, 6)
     assert budget.unit == "seconds"
     result = _check_against_loop(table, "random", objective, budget, None, 2)
+    assert np.all(result.num_queries > 0)
     assert np.all(result.num_queries < budget.max_queries)  # the budget, not the scan, ended it
 
 
@@ -164,9 +186,7 @@ def test_seconds_budget_stops_at_the_first_query_over_budget(table):
 def test_random_search_over_seeds_is_sane(table):
     objective = table.objective("cifar100")
     budget = tabular.make_budget(objective, 100)
-    result = tabular.run_search(
-        "random", nb201.SPEC, objective, budget, jax.random.key(0), num_seeds=64
-    )
+    result = tabular.run_search("random", SPACE, objective, budget, jax.random.key(0), num_seeds=64)
     # The queried architectures are uniform: their mean validation accuracy is the table's.
     queried = np.asarray(result.trace["valid"]).ravel()
     assert abs(queried.mean() - table.columns["c100_valid_acc_12"].mean()) < 0.5
@@ -211,3 +231,4 @@ def test_load_errors_name_the_problem(tmp_path, monkeypatch):
         tabular.load_table(_write(tmp_path / "code.csv.gz", bad))
     monkeypatch.setenv("JNAS_NB201_PATH", TABLE_PATH)
     assert tabular.load_table().path == TABLE_PATH
+    assert SPACE.load_table().path == TABLE_PATH  # the space's table is this one
