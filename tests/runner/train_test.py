@@ -3,16 +3,19 @@
 import dataclasses
 import json
 import os
-import textwrap
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
 from experiments.configs import eval_tiny
+from jnas.config import with_overrides
 from jnas.data import get_dataset_info
 from jnas.runner import train as train_lib
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError
+from jnas.runner.errors import NonFiniteLossError
 from jnas.spaces.cells import NetworkConfigError
 from jnas.spaces.genotype import MalformedGenotypeError
 from jnas.spaces.published import PUBLISHED
@@ -46,13 +49,7 @@ def _config(**overrides):
     config.model.auxiliary = True  # 32x32 synthetic images: the aux head sees 8x8
     config.train.drop_path_prob = 0.2
     config.optim.lr = 0.05
-    for k, v in overrides.items():
-        node = config
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return config
+    return with_overrides(config, overrides)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +112,7 @@ def test_nan_loss_stops_without_overwriting_checkpoints(tmp_path):
     train_lib.train(_config(**{"train.stop_after_steps": 4}), workdir, data=DATA)
     info, train, test = DATA
     broken = (dataclasses.replace(info, std=(0.0, 0.0, 0.0)), train, test)  # inf / nan images
-    with pytest.raises(train_lib.NonFiniteLossError, match="untouched"):
+    with pytest.raises(NonFiniteLossError, match="untouched"):
         train_lib.train(_config(), workdir, data=broken)
     assert Checkpointer(workdir).latest_step() == 4
 
@@ -148,36 +145,101 @@ def test_genotype_argument_and_file(tmp_path):
     assert train_lib.resolve_genotype(config, PUBLISHED["GDAS"]) == PUBLISHED["GDAS"]
 
 
-PMAP_SCRIPT = textwrap.dedent(
-    """
-    import json, os, sys
-    import jax, numpy as np
-    sys.path.insert(0, {tests!r})
-    from runner.train_test import DATA, _config
-    from jnas.runner import setup_jax, train as train_lib
-    setup_jax({cache!r})
-    assert jax.local_device_count() == 8
-    out = {{}}
-    for parallel in ("none", "pmap"):
-        workdir = os.path.join({tmp!r}, parallel)
-        cfg = _config(parallel=parallel, **{{"train.epochs": 1, "train.max_steps_per_epoch": 3}})
-        res = train_lib.train(cfg, workdir, data=DATA)
-        params = train_lib.restore_state(workdir)[3].params
-        out[parallel] = dict(res=res, params=[np.asarray(x).tolist() for x in
-                                              jax.tree.leaves(params)])
-    print("RESULT" + json.dumps(out))
-    """
+def _compiled_texts(monkeypatch) -> list[str]:
+    """The StableHLO of every step the retraining compiles from now on (and calls)."""
+    texts = []
+    compile_ = train_lib.Parallel.compile
+
+    def compile(self, fn, **kwargs):
+        jitted = compile_(self, fn, **kwargs)
+
+        def call(*args):
+            if not texts or jitted is not texts[-1][0]:
+                texts.append((jitted, jitted.lower(*args).as_text()))
+            return jitted(*args)
+
+        return call
+
+    monkeypatch.setattr(train_lib.Parallel, "compile", compile)
+    return texts
+
+
+def test_runtime_switches_pick_the_program_and_are_recorded(tmp_path, monkeypatch, finished):
+    """config.runtime.native_bn=False: the step compiles Flax's batch norm, not the native
+    kernels (traced afresh, though the same network was traced with them on), and
+    config.json says so; the default records the switches resolved on this machine."""
+    from jnas.ops import native
+
+    monkeypatch.delenv("JNAS_NATIVE", raising=False)
+    monkeypatch.delenv("JNAS_NATIVE_BN", raising=False)
+    texts = _compiled_texts(monkeypatch)
+    config = _config(**{"train.stop_after_steps": 1})
+    with config.unlocked():
+        config.runtime = {"native_bn": False}
+    train_lib.train(config, str(tmp_path / "off"), data=DATA)
+    step_text = texts[0][1]
+    assert "jnas_bn_" not in step_text
+    assert ("jnas_dw_" in step_text) == native.available()  # the other kernels stay on
+    runtime = json.load(open(tmp_path / "off" / "config.json"))["runtime"]
+    assert runtime["native_bn"] is False and runtime["resolved"]["native_bn"] is False
+    assert runtime["source"]["native_bn"] == "config"
+    assert runtime["source"]["native"].startswith("default")
+
+    texts.clear()
+    train_lib.train(_config(**{"train.stop_after_steps": 1}), str(tmp_path / "on"), data=DATA)
+    assert ("jnas_bn_stats" in texts[0][1]) == native.available()
+    runtime = json.load(open(tmp_path / "on" / "config.json"))["runtime"]
+    assert runtime["native_bn"] == "auto"
+    assert runtime["resolved"]["native_bn"] is native.available()
+
+    # An environment variable overrides the config, and config.json names it.
+    monkeypatch.setenv("JNAS_NATIVE_BN", "0")
+    texts.clear()
+    train_lib.train(_config(**{"train.stop_after_steps": 1}), str(tmp_path / "env"), data=DATA)
+    assert "jnas_bn_" not in texts[0][1]
+    runtime = json.load(open(tmp_path / "env" / "config.json"))["runtime"]
+    assert runtime["native_bn"] is False
+    assert runtime["source"]["native_bn"] == "JNAS_NATIVE_BN=0"
+
+
+# GDAS-FRC's genotype: its reduction cells are the fixed cell, whose ops live in jnas.ops.frc.
+GDAS_FRC_GENOTYPE = (
+    "Genotype(normal=[('skip_connect', 0), ('skip_connect', 1), ('skip_connect', 0), "
+    "('sep_conv_5x5', 2), ('sep_conv_3x3', 3), ('skip_connect', 0), ('sep_conv_5x5', 4), "
+    "('sep_conv_3x3', 3)], normal_concat=[2, 3, 4, 5], reduce=[('frc_conv_1x3_3x1', 0), "
+    "('none', 1), ('frc_conv_1x3_3x1', 1), ('none', 0), ('max_pool_3x3_bn', 0), ('none', 1), "
+    "('max_pool_3x3_bn', 1), ('none', 0)], reduce_concat=[2, 3, 4, 5])"
 )
 
 
+def test_retrain_a_gdas_frc_genotype_from_the_command_line(tmp_path, repo_root, fake_fmnist_dir):
+    """What a user does after a gdas_frc search: retrain its genotype.txt with
+    experiments.train, in a fresh process where nothing imported the FRC ops."""
+    path = tmp_path / "genotype.txt"
+    path.write_text(GDAS_FRC_GENOTYPE + "\n")
+    workdir = tmp_path / "frc"
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        "--config=experiments/configs/eval_tiny.py",
+        f"--config.genotype={path}",
+        f"--config.data.data_dir={fake_fmnist_dir}",
+        "--config.train.epochs=1",
+        "--config.train.max_steps_per_epoch=2",
+        f"--workdir={workdir}",
+    ]
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test accuracy" in proc.stdout
+    results = json.load(open(workdir / "results.json"))
+    assert results["genotype"] == GDAS_FRC_GENOTYPE and results["steps"] == 2
+    assert (workdir / "genotype.txt").read_text().strip() == GDAS_FRC_GENOTYPE
+
+
 @pytest.mark.slow  # 8-device subprocess, about 2 min cold on 2 cores
-def test_pmap_on_8_devices_equals_one_device(tmp_path, repo_root, run_script):
-    script = PMAP_SCRIPT.format(
-        tests=os.path.join(repo_root, "tests"),
-        cache=os.environ.get("JNAS_COMPILATION_CACHE", ""),
-        tmp=str(tmp_path),
-    )
-    out = run_script(script, devices=8, timeout=900)
+def test_pmap_on_8_devices_equals_one_device(tmp_path, run_script):
+    out = run_script("train_pmap.py", tmp_path, devices=8, timeout=900)
     one, many = out["none"], out["pmap"]
     assert one["res"]["steps"] == many["res"]["steps"] == 3
     for a, b in zip(one["params"], many["params"]):
