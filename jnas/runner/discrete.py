@@ -58,7 +58,6 @@ import jax
 import ml_collections
 import numpy as np
 
-from jnas.registry import UnknownNameError
 from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
 from jnas.runner.data import load_search_data
@@ -72,7 +71,6 @@ from jnas.strategies.base import (
     STRATEGIES,
     DiscreteStrategy,
     check_reward,
-    kind_of,
     make_strategy,
 )
 
@@ -87,14 +85,6 @@ class NonFiniteRewardError(NonFiniteLossError):
 
 class HistoryError(ValueError):
     """``history.jsonl`` holds a row that is not a valid evaluated architecture."""
-
-
-def is_discrete(config: ml_collections.ConfigDict) -> bool:
-    """Whether ``config.strategy`` names a discrete strategy (this runner's)."""
-    try:
-        return kind_of(config.strategy) == "discrete"
-    except UnknownNameError:
-        return False
 
 
 def child_settings(child_config) -> tuple[child_lib.ChildTrainConfig, Fidelity]:
