@@ -149,32 +149,37 @@ def _search_one(strategy, space, max_queries, unit, key, params, tables, budget_
 
 
 @functools.partial(
-    jax.jit, static_argnames=("strategy", "space", "max_queries", "unit", "params_axis")
+    jax.jit, static_argnames=("strategy", "space", "max_queries", "unit", "params_axes")
 )
 def _search_many(keys, params, tables, budget_value, *, strategy, space, max_queries, unit,
-                 params_axis):  # fmt: skip
+                 params_axes):  # fmt: skip
     one = functools.partial(_search_one, strategy, space, max_queries, unit)
-    return jax.vmap(one, in_axes=(0, params_axis, None, None))(keys, params, tables, budget_value)
+    axes = jax.tree.unflatten(jax.tree.structure(params), params_axes)
+    return jax.vmap(one, in_axes=(0, axes, None, None))(keys, params, tables, budget_value)
 
 
-def _params_axis(strategy, params, num_seeds) -> int | None:
-    """0 if ``params`` has one value per seed (a leading axis), None if it is shared."""
+def _params_axes(strategy, params, num_seeds) -> tuple:
+    """Per leaf of ``params``: 0 if it has one value per seed (a leading axis), else None."""
     default = strategy.default_params
     if jax.tree.structure(params) != jax.tree.structure(default):
         raise ValueError(
             f"params {params!r} do not have the structure of the strategy's "
             f"default_params {default!r}"
         )
-    extra = {np.ndim(p) - np.ndim(d) for p, d in zip(*map(jax.tree.leaves, (params, default)))}
-    if extra <= {0}:
-        return None
-    leading = {np.shape(p)[0] for p in jax.tree.leaves(params)}
-    if extra == {1} and num_seeds and leading == {num_seeds}:
-        return 0
-    raise ValueError(
-        "params must be shared (the shapes of default_params) or batched per seed (a leading "
-        f"axis of num_seeds = {num_seeds} on every leaf)"
-    )
+    axes = []
+    for p, d in zip(jax.tree.leaves(params), jax.tree.leaves(default), strict=True):
+        extra = np.ndim(p) - np.ndim(d)
+        if extra == 1 and num_seeds and np.shape(p)[0] == num_seeds:
+            axes.append(0)
+        elif extra == 0:
+            axes.append(None)
+        else:
+            raise ValueError(
+                f"a params leaf of shape {np.shape(p)} is neither shared (shape "
+                f"{np.shape(d)}) nor batched per seed (a leading axis of num_seeds = "
+                f"{num_seeds})"
+            )
+    return tuple(axes)
 
 
 def run_search(strategy, space, objective: Objective, budget: Budget, key: jax.Array, *,
@@ -195,8 +200,9 @@ def run_search(strategy, space, objective: Objective, budget: Budget, key: jax.A
       objective: the table's arrays, e.g. from ``space.load_table(path).objective(dataset)``.
       budget: from :func:`make_budget`.
       key: a PRNG key.
-      params: the strategy's params: None (its ``default_params``), one value shared by every
-        seed, or a value per seed (every leaf with a leading axis of ``num_seeds``).
+      params: the strategy's params: None (its ``default_params``), or a pytree of their
+        structure whose leaves are each shared by every seed (the default's shape) or given
+        per seed (a leading axis of ``num_seeds``), e.g. a sweep over learning rates.
       num_seeds: number of independent searches; None runs one, without a seed axis.
 
     Returns:
@@ -220,7 +226,7 @@ def run_search(strategy, space, objective: Objective, budget: Budget, key: jax.A
     if size != spec.size:
         raise ValueError(f"the objective has {size} rows but the space {spec.size} architectures")
     params = strategy.default_params if params is None else params
-    axis = _params_axis(strategy, params, num_seeds)
+    axes = _params_axes(strategy, params, num_seeds)
     keys = jax.random.split(key, num_seeds) if num_seeds else key[None]
     # Only the arrays go in: the objective's names would make each dataset compile anew.
     tables = dict(valid=objective.valid, test=objective.test)
@@ -235,7 +241,7 @@ def run_search(strategy, space, objective: Objective, budget: Budget, key: jax.A
         space=space,
         max_queries=budget.max_queries,
         unit=budget.unit,
-        params_axis=axis,
+        params_axes=axes,
     )
     return result if num_seeds else jax.tree.map(lambda x: x[0], result)
 
