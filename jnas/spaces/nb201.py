@@ -148,7 +148,8 @@ class NB201Space(SearchSpace):
 
         A fidelity's ``width`` multiplies C (rounded, at least 1).
         """
-        genotype = self.decode(self.encode(arch) if isinstance(arch, tuple) else arch)
+        is_genotype = isinstance(arch, tuple) and bool(arch) and isinstance(arch[0], tuple)
+        genotype = self.decode(self.encode(arch) if is_genotype else arch)
         width = 1.0 if fidelity is None else float(fidelity.width)
         return TinyNetwork(
             genotype,
