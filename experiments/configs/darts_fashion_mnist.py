@@ -42,7 +42,18 @@ def retrain_config():
     return config
 
 
-def get_config():
+def get_config(arg: str | None = None):
+    """The quickstart (search, then retraining); ``arg == "retrain"``: the retraining alone.
+
+    ``--config=experiments/configs/darts_fashion_mnist.py:retrain`` gives
+    :func:`retrain_config` as an ``experiments.train`` config (pass ``--config.genotype``).
+    """
+    if arg == "retrain":
+        config = retrain_config()
+        config.genotype = "DARTS_V2"  # the reference cell; --config.genotype picks another
+        return config
+    if arg is not None:
+        raise ValueError(f"darts_fashion_mnist.py takes no argument or 'retrain', got {arg!r}")
     config = darts_cifar10.get_config()
     config.seed = 0
     config.data.name = "fashion_mnist"

@@ -67,3 +67,39 @@ def test_search_then_retrain_the_found_cell(tmp_path, fake_fmnist_dir):
     with open(os.path.join(workdir, "retrain", "results.json")) as f:
         assert json.load(f)["genotype"] == found
     assert retrain["params"] > 0
+
+
+def test_retraining_is_its_own_config():
+    # `--config=experiments/configs/darts_fashion_mnist.py:retrain`, as experiments.train
+    # parses it: the quickstart's retraining with the reference cell, DARTS_V2.
+    from absl import flags
+    from ml_collections import config_flags
+
+    path = darts_fashion_mnist.__file__
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True)
+    values(["prog", f"--config={path}:retrain"])
+    parsed = values.config
+    embedded = darts_fashion_mnist.get_config().retrain
+    assert parsed.genotype == "DARTS_V2"
+    for key in ("data", "model", "optim", "train"):
+        assert parsed[key].to_dict() == embedded[key].to_dict(), key
+    with pytest.raises(ValueError, match="'retrain'"):
+        darts_fashion_mnist.get_config("retrian")
+
+
+def test_other_methods_keep_the_quickstart_budget_without_its_warm_up():
+    # with_quickstart_budget hands data, network size, steps and retraining to the other
+    # methods' configs; the DARTS-specific architecture schedule stays the quickstart's own.
+    from experiments.configs import darts_cifar10
+
+    quick = darts_fashion_mnist.get_config()
+    other = darts_fashion_mnist.with_quickstart_budget(darts_cifar10.get_config())
+    assert other.data.to_dict() == quick.data.to_dict()
+    assert (other.model.C, other.model.layers) == (quick.model.C, quick.model.layers)
+    assert (other.search.epochs, other.search.batch_size) == (
+        quick.search.epochs,
+        quick.search.batch_size,
+    )
+    assert other.search.arch_start_epoch == darts_cifar10.get_config().search.arch_start_epoch
+    assert other.retrain.to_dict() == quick.retrain.to_dict()
