@@ -221,6 +221,7 @@ def test_the_host_loops_name_no_space_and_no_strategy(path):
     entries = [(n, SPACES.get(n)) for n in SPACES.names() if n != "toy_cnn"]
     entries += [(n, STRATEGIES.get(n)) for n in STRATEGIES.names()]
     modules, strings = _names_in(os.path.join(REPO, path))
+    assert "jnas.runner.search" not in modules  # the gradient host loop is not imported
     for name, entry in entries:
         assert entry.__module__ not in modules, f"{path} imports {entry.__module__}"
         assert name not in strings, f"{path} names {name!r}"
