@@ -44,10 +44,16 @@ def _last_checkpoint(workdir: str):
     return step, jax.tree.map(np.asarray, restored["state"]), restored["meta"]
 
 
-def _kill_and_resume(repo_root, run_script, tmp_path, runner, config, kill_at, overrides):
-    """Returns ``(reference workdir, resumed workdir, resumed summary)``."""
+def _kill_and_resume(
+    repo_root, run_script, tmp_path, runner, config, kill, overrides, after_kill=None
+):
+    """Kill at ``kill`` (a checkpoint step N, or ``"N+K"``: K history rows after it), resume.
+
+    Returns ``(reference workdir, resumed workdir, resumed summary)``.
+    """
+    kill_at = int(str(kill).partition("+")[0])
     ref, workdir = str(tmp_path / "reference"), str(tmp_path / "killed")
-    args = [runner, config, workdir, str(kill_at), json.dumps(overrides)]
+    args = [runner, config, workdir, str(kill), json.dumps(overrides)]
     proc = subprocess.run(
         [sys.executable, os.path.join(repo_root, "tests", "scripts", SCRIPT), *args, ref],
         cwd=repo_root,
@@ -58,6 +64,8 @@ def _kill_and_resume(repo_root, run_script, tmp_path, runner, config, kill_at, o
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert Checkpointer(workdir).latest_step() == kill_at
+    if after_kill is not None:
+        after_kill(workdir)
     out = run_script(SCRIPT, runner, config, workdir, "none", json.dumps(overrides))
     assert out["saved"] and min(out["saved"]) > kill_at, out["saved"]  # it resumed
     return ref, workdir, out["summary"]
@@ -111,10 +119,17 @@ def test_one_shot_search_resumes_bitwise(repo_root, run_script, tmp_path, fake_f
 
 
 def test_discrete_search_resumes_bitwise(repo_root, run_script, tmp_path, fake_fmnist_dir):
-    # nasrl_tiny, 2 rounds of 3 children: a checkpoint per round; killed after round 1.
+    # nasrl_tiny, 2 rounds of 3 children, a checkpoint per round: killed after round 1's
+    # checkpoint, once the first child of round 2 was written to the history. The rerun
+    # takes that child from the history (a child trained again would add a row).
     overrides = {"data.data_dir": fake_fmnist_dir, "search.rounds": 2}
+
+    def killed_mid_round(workdir):
+        rows = [r for r in _jsonl(workdir, "history.jsonl") if "header" not in r]
+        assert [r["round"] for r in rows][-1] == 1, rows
+
     ref, workdir, summary = _kill_and_resume(
-        repo_root, run_script, tmp_path, "search", "nasrl_tiny", 1, overrides
+        repo_root, run_script, tmp_path, "search", "nasrl_tiny", "1+1", overrides, killed_mid_round
     )
     with open(os.path.join(ref, "summary.json")) as f:
         expected = _untimed(json.load(f))

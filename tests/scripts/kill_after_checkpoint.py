@@ -8,8 +8,10 @@ tests/runner/resume_test.py).
   which picks the host loop of the config's strategy);
 * CONFIG: a config module under experiments/configs (``eval_tiny``);
 * KILL_STEP: the step of ``<WORKDIR>/checkpoints`` after whose save the process kills
-  itself (``Checkpointer.save`` is wrapped: the save completes, then SIGKILL), or ``none``
-  to run to the end and print ``RESULT`` + ``{"summary": ..., "saved": [steps saved]}``;
+  itself (``Checkpointer.save`` is wrapped: the save completes, then SIGKILL); ``N+K``:
+  after that save, once K more children were added to a discrete search's history (a kill
+  in the middle of a round); ``none``: run to the end and print ``RESULT`` +
+  ``{"summary": ..., "saved": [steps saved]}``;
 * OVERRIDES: a JSON object of dotted config overrides (``{"data.data_dir": ...}``);
 * REFERENCE_WORKDIR: first run the config uninterrupted there (same process, so the killed
   run reuses its compiled steps).
@@ -38,11 +40,15 @@ if reference is not None:
     run(config, reference)
 
 # Wrap Checkpointer.save: note the steps this run saves in WORKDIR (a resumed run saves only
-# later ones), and kill the process right after the save of KILL_STEP.
-kill_at = None if kill_step == "none" else int(kill_step)
+# later ones), and kill the process right after the save of KILL_STEP (or K history rows on).
+kill_at, rows_after = None, 0
+if kill_step != "none":
+    kill_at, _, rows = kill_step.partition("+")
+    kill_at, rows_after = int(kill_at), int(rows or 0)
 directory = os.path.join(os.path.abspath(workdir), "checkpoints")
 saved = []
 save = Checkpointer.save
+armed = {"rows": None}  # rows still to add before the kill, once KILL_STEP is saved
 
 
 def save_then_kill(self, step, state, meta=None):
@@ -50,8 +56,24 @@ def save_then_kill(self, step, state, meta=None):
     if self.directory == directory:
         saved.append(int(step))
         if int(step) == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            if not rows_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            armed["rows"] = rows_after
 
+
+if rows_after:
+    from jnas.runner.discrete import History
+
+    add = History.add
+
+    def add_then_kill(self, row):
+        add(self, row)
+        if armed["rows"] is not None:
+            armed["rows"] -= 1
+            if armed["rows"] == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    History.add = add_then_kill
 
 Checkpointer.save = save_then_kill
 summary = run(config, workdir)
