@@ -129,6 +129,10 @@ class Evolution(DiscreteStrategy):
                 num_told=s.num_told + 1,
             ), None
 
-        new, _ = jax.lax.scan(push, state, (jnp.asarray(archs, jnp.int32), rewards))
+        members = (jnp.asarray(archs, jnp.int32), rewards)
+        if rewards.shape[0] == 1:  # no loop of one step (cheaper inside a tabular scan)
+            new, _ = push(state, jax.tree.map(lambda x: x[0], members))
+        else:
+            new, _ = jax.lax.scan(push, state, members)
         state = keep_if_finite(rewards, new, state)
         return state, {"num_told": state.num_told, "best_in_pool": jnp.max(state.fitness)}

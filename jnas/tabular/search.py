@@ -134,7 +134,12 @@ def _search_one(strategy, space, max_queries, unit, key, params, tables, budget_
         codes = jax.vmap(space.to_code)(archs).astype(jnp.int32)
         valid, test = tables["valid"][codes], tables["test"][codes]
         cost = tables["seconds"][codes] if unit == "seconds" else jnp.ones((m,), jnp.float32)
-        acc, out = jax.lax.scan(query, acc, (codes, valid, test, cost, r * m + jnp.arange(m)))
+        xs = (codes, valid, test, cost, r * m + jnp.arange(m))
+        if m == 1:  # no inner loop: a nested while costs the cheap strategies about 2x
+            acc, out = query(acc, jax.tree.map(lambda x: x[0], xs))
+            out = jax.tree.map(lambda x: x[None], out)
+        else:
+            acc, out = jax.lax.scan(query, acc, xs)
         state, metrics = strategy.tell(state, archs, valid / 100.0, params)
         return (state, acc), (out, metrics)
 
