@@ -273,16 +273,21 @@ class DartsSpace(OneShotSpace):
 def log_softmax64(alpha) -> Any:
     """``log_softmax`` over the last axis of every leaf, on the host in float64.
 
-    The normaliser sums the row's terms in sorted order, so that two rows holding the same
-    values in another order get bit-identical log-weights (their ties stay ties).
+    Computed as ``(a - max) - log1p(s)``, ``s`` the sum of ``exp(a_j - max)`` over all but
+    one largest entry, so that a weight close to 1 keeps its distance from 1 (``-s``, down
+    to about 1e-308) and tiny weights keep their order. ``s`` sums its terms in sorted
+    order: two rows holding the same values in another order get bit-identical
+    log-weights (their ties stay ties).
     """
 
     def one(a):
         a = np.asarray(a, np.float64)
         m = np.max(a, axis=-1, keepdims=True)
         m = np.where(np.isfinite(m), m, 0.0)
-        terms = np.sort(np.exp(a - m), axis=-1)
-        return a - (m + np.log(np.sum(terms, axis=-1, keepdims=True)))
+        e = np.exp(a - m)
+        np.put_along_axis(e, np.argmax(a, axis=-1)[..., None], 0.0, axis=-1)
+        s = np.sum(np.sort(e, axis=-1), axis=-1, keepdims=True)
+        return (a - m) - np.log1p(s)
 
     return jax.tree.map(one, alpha)
 
