@@ -19,6 +19,8 @@ or ``--config.data.data_dir``).
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from jnas.ops import settings
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -72,4 +74,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.keep_best = True  # also keep the checkpoint with the best test accuracy
     config.log_every_steps = 50
     config.progress = True
+    # Which program the steps compile on the CPU backend (jnas.ops.settings): native kernels
+    # (all, batch norm, 1x1 weight gradients) and XLA's CPU options; each "auto", true or
+    # false (--config.runtime.native_bn=false). JNAS_NATIVE=0 etc. override them.
+    config.runtime = settings.config_section()
     return config

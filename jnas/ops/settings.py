@@ -15,6 +15,9 @@ config lacks the section) and writes what they resolved to into ``config.json``:
 * ``xla_cpu_options``: the XLA CPU compiler options of :mod:`jnas.ops.xla_cpu`. ``"auto"``:
   on the CPU backend where the installed XLA knows them; ``True`` raises where it does not.
 
+A config file may hold the section (:func:`config_section`), so that a command line sets a
+switch: ``--config.runtime.native_bn=false``.
+
 The environment variables ``JNAS_NATIVE``, ``JNAS_NATIVE_BN``, ``JNAS_NATIVE_PW`` and
 ``JNAS_XLA_CPU_OPTIONS`` override the config (``0``: ``False``, ``1``: ``True``, ``auto``).
 They are also what applies when no run has set the switches (a library user tracing a
@@ -40,6 +43,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULTS",
+    "config_section",
     "ENV_VARS",
     "FIELDS",
     "Requested",
@@ -61,6 +65,15 @@ ENV_VARS = {
 _ENV_VALUES = {"0": False, "1": True, "auto": "auto"}
 # Keys of a recorded section (config.json) that are not switches; read back, they are ignored.
 _RECORD_KEYS = ("resolved", "source")
+
+
+def config_section():
+    """The ``config.runtime`` section of a config file, with the defaults: an
+    ``ml_collections.ConfigDict`` of strings, so that ``--config.runtime.native_bn=false``
+    overrides it (``"true"``, ``"false"``, ``"0"``, ``"1"`` are read as booleans)."""
+    import ml_collections
+
+    return ml_collections.ConfigDict(dict(DEFAULTS))
 
 
 class RuntimeSettingsError(ValueError):
@@ -121,9 +134,14 @@ class Resolved:
         return out
 
 
+_TEXT_VALUES = {"auto": "auto", "true": True, "false": False, "1": True, "0": False}
+
+
 def _check_value(name: str, value: Any, where: str) -> bool | str:
-    if value is True or value is False or value == "auto":
+    if value is True or value is False:
         return value
+    if isinstance(value, str) and value.strip().lower() in _TEXT_VALUES:  # a command-line flag
+        return _TEXT_VALUES[value.strip().lower()]
     raise RuntimeSettingsError(f"{where}: {value!r} is not one of 'auto', True, False")
 
 

@@ -54,6 +54,17 @@ def test_bad_switches_are_named(monkeypatch, section, env, match):
             pass
 
 
+def test_a_config_file_section_takes_command_line_values():
+    from experiments.configs import eval_tiny
+    from jnas.config import with_overrides
+
+    config = eval_tiny.get_config()
+    assert config.runtime.to_dict() == settings.DEFAULTS
+    config = with_overrides(config, {"runtime.native_bn": "false", "runtime.native_pw": "True"})
+    req = settings.request(config.runtime)
+    assert req.native_bn is False and req.native_pw is True and req.native == "auto"
+
+
 def test_runtime_config_fills_defaults_without_touching_the_config():
     config = ml_collections.ConfigDict({"seed": 0})
     config.lock()
