@@ -101,5 +101,14 @@ def test_other_methods_keep_the_quickstart_budget_without_its_warm_up():
         quick.search.epochs,
         quick.search.batch_size,
     )
-    assert other.search.arch_start_epoch == darts_cifar10.get_config().search.arch_start_epoch
+    own = darts_cifar10.get_config()
+    assert other.search.arch_start_epoch == own.search.arch_start_epoch
+    assert other.optim_w.to_dict() == own.optim_w.to_dict()
     assert other.retrain.to_dict() == quick.retrain.to_dict()
+
+
+def test_quickstart_search_updates_the_architecture_after_its_warm_up():
+    # A warm-up as long as the search would leave alpha at its random init: the derived cell
+    # would be noise. The quickstart warms up, then has at least one epoch of alpha steps.
+    config = darts_fashion_mnist.get_config()
+    assert 0 < config.search.arch_start_epoch < config.search.epochs
