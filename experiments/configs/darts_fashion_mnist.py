@@ -27,8 +27,10 @@ the 2-core CPU (``--config.retrain.enabled=False``, fresh workdirs, 2026-12-07, 
 loaded by other jobs, load average 9-14; normal cell, seed 0 unless said):
 
 * warm-up only (lr 0.025): 7 max pools and 1 dil_conv_5x5;
-* warm-up and lr 0.1 (this config): 5 max pools, 2 sep_conv_5x5 and 1 dil_conv_5x5 (the
-  reduction cell all convolutions);
+* warm-up and lr 0.1 (this config): seed 0: 5 max pools, 2 sep_conv_5x5 and 1 dil_conv_5x5
+  (the reduction cell all convolutions); seed 1: 3 sep_conv_3x3, sep_conv_5x5,
+  dil_conv_5x5, 2 max pools, 1 skip_connect; seed 2: 2 sep_conv_5x5, dil_conv_5x5, 4 max
+  pools, 1 avg pool. Three to five convolutions in every seed;
 * the same with a third epoch (120 steps, weights only for two): 4 max pools, 1 avg pool,
   sep_conv_5x5, sep_conv_3x3, dil_conv_5x5; no more convolutions for 50 % more search.
 
