@@ -243,6 +243,8 @@ class OneShotSearch:
             arch_start_step=int(s.arch_start_epoch) * steps_per_epoch,
             fuse_phases=s.get("fuse_phases", True),
         )
+        if s.get("skip_warmup") is not None:
+            kw["skip_warmup"] = bool(s.skip_warmup)
         kw.update(fields)
         return cls(**kw)
 
