@@ -29,7 +29,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jnas import tabular
+from jnas import runtime, tabular
 from jnas.spaces.base import make_space
 from jnas.strategies.base import make_strategy
 
@@ -107,6 +107,7 @@ def bench_loop(config, name: str, space, m: int, rounds: int, repeats: int) -> d
 
 
 def main():
+    runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "experiments/configs/nb201.py"))
     parser.add_argument("--benchmark_path", default=os.environ.get(tabular.ENV_VAR))

@@ -11,6 +11,7 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
+from jnas import runtime
 from jnas.tabular import experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
@@ -19,6 +20,7 @@ flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
+    runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     rows = experiment.run_experiment(_CONFIG.value)

@@ -52,8 +52,15 @@ KINDS = ("discrete", "gradient")
 
 
 def kind_of(name: str) -> str:
-    """``"discrete"`` or ``"gradient"`` for a registered strategy name."""
-    return STRATEGIES.info(name).get("kind", "discrete")
+    """``"discrete"`` or ``"gradient"`` for a strategy name (registered, or
+    ``"pkg.module:attr"``: then the object's ``KIND`` attribute says)."""
+    kind = STRATEGIES.info(name).get("kind") or getattr(STRATEGIES.get(name), "KIND", None)
+    if kind not in KINDS:
+        raise ValueError(
+            f"strategy {name!r} does not say its kind: register it with kind= one of {KINDS}, "
+            "or give it a KIND attribute"
+        )
+    return kind
 
 
 class DiscreteStrategy(abc.ABC):
@@ -64,6 +71,7 @@ class DiscreteStrategy(abc.ABC):
       population_size: architectures per ``ask`` / ``tell`` (static).
     """
 
+    KIND: ClassVar[str] = "discrete"
     spec: DecisionSpec
     population_size: int
     STATIC: ClassVar[tuple[str, ...]] = ()  # constructor options a config section may set
