@@ -53,11 +53,7 @@ KEYS = (
 
 
 def _row(args) -> dict:
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from jnas.ops import xla_cpu
+    from jnas.runner import use_runtime
     from jnas.strategies.oneshot import gradient_strategy
 
     strategy = gradient_strategy(args.method)
@@ -68,6 +64,15 @@ def _row(args) -> dict:
     config.search.arch_start_epoch = 0  # time the full step, not a warm-up one
     if args.remat:
         config.model.remat = True
+    with use_runtime(config) as (config, runtime):  # config.runtime: native kernels, XLA
+        return _measure(args, strategy, config, runtime)
+
+
+def _measure(args, strategy, config, runtime) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
     searcher = strategy(config, num_classes=10, steps_per_epoch=100, axis_name=None)
     rng = np.random.default_rng(0)
 
@@ -82,7 +87,7 @@ def _row(args) -> dict:
     state = searcher.init(jax.random.PRNGKey(0), batch()["image"][:2])  # un-jitted: fast
     tb, vb = batch(), batch()
     t = time.perf_counter()
-    step = jax.jit(searcher.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options())
+    step = jax.jit(searcher.step, donate_argnums=0, compiler_options=runtime.xla_options)
     step = step.lower(state, tb, vb).compile()
     state, m = step(state, tb, vb)
     jax.block_until_ready(m)
@@ -148,6 +153,9 @@ def _second_order(method: str) -> bool:
 
 
 def main(argv=None):
+    from jnas import runtime
+
+    runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--method",

@@ -34,6 +34,8 @@ import time
 
 from absl import app, flags, logging
 
+from jnas import runtime
+
 
 def methods() -> tuple[str, ...]:
     """The registered gradient strategies with a Fashion-MNIST config."""
@@ -109,7 +111,7 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
     import jax
     import jax.numpy as jnp
 
-    from jnas.ops import xla_cpu
+    from jnas.runner import use_runtime
     from jnas.strategies.oneshot import gradient_strategy
 
     strategy = gradient_strategy(config.strategy)
@@ -128,8 +130,9 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
         searcher = strategy(cfg, num_classes=10, steps_per_epoch=1, carry=carries.get(str(s)))
         sample = jnp.zeros((2, *image_shape))
         state = jax.eval_shape(searcher.init, jax.random.PRNGKey(0), sample)
-        step = jax.jit(searcher.step, donate_argnums=0, compiler_options=xla_cpu.compiler_options())
-        mem = step.lower(state, batch, batch).compile().memory_analysis()
+        with use_runtime(cfg) as (_, switches):  # the switches the search compiled with
+            step = jax.jit(searcher.step, donate_argnums=0, compiler_options=switches.xla_options)
+            mem = step.lower(state, batch, batch).compile().memory_analysis()
         out.append((mem.temp_size_in_bytes + mem.argument_size_in_bytes) / 2**20)
     return out
 
@@ -215,6 +218,7 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv):
+    runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)

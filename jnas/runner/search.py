@@ -36,7 +36,7 @@ import ml_collections
 import numpy as np
 
 from jnas import data as jdata
-from jnas.ops import xla_cpu
+from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, write_json
 from jnas.runner.data import load_search_data, make_prepare, normalize_only
 from jnas.runner.errors import check_finite
@@ -102,7 +102,15 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
       UnknownNameError / ValueError: ``config.strategy`` is not a gradient strategy.
       NonFiniteLossError: a loss, or the weights or alpha after a step, became NaN or
         infinite; nothing of that step was saved.
+
+    The run is inside ``jnas.runner.use_runtime(config)``: ``config.json`` records the
+    runtime switches (native kernels, XLA options) the steps were compiled with.
     """
+    with use_runtime(config) as (config, runtime):
+        return _search(config, workdir, runtime)
+
+
+def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
     os.makedirs(workdir, exist_ok=True)
     strategy = gradient_strategy(config.strategy)
     stage_configs = strategy.stage_configs(config)
@@ -116,7 +124,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     stage_ends = [int(e) for e in np.cumsum([c.search.epochs for c in stage_configs])]
     stage_ends = [e * steps_per_epoch for e in stage_ends]  # global step at each stage's end
     total_steps = stage_ends[-1]
-    parallel = Parallel(config.parallel, xla_cpu.compiler_options())
+    parallel = Parallel(config.parallel, xla_options=runtime.xla_options)
     parallel.check_batch(bs, "search.batch_size")
 
     def build_stage(stage: int, carry):

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -401,6 +401,7 @@ class GradientStrategy:
       second_order: whether ``search.hypergradient`` may be ``"fd"`` or ``"exact"``.
     """
 
+    KIND: ClassVar[str] = "gradient"
     build: Callable[..., OneShotSearch]
     title: str
     configs: dict = dataclasses.field(default_factory=dict)
