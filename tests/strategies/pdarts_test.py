@@ -4,7 +4,9 @@ the stage list, bad input, and a three-stage CPU search killed in stage 2 and re
 import copy
 import json
 import os
-import re
+import signal
+import subprocess
+import sys
 import types
 
 import jax
@@ -13,9 +15,8 @@ import pytest
 from search_helpers import (
     NUM_EDGES,
     SMALL_OPS,
+    TINY,
     assert_same_results,
-    cli,
-    kill_and_resume,
     resume_snapshot,
     search_with_snapshot,
     tiny_config,
@@ -258,12 +259,34 @@ def test_resume_after_a_kill_in_stage_2(finished_run, fake_fmnist_dir, capsys):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_in_stage_2(tmp_path, repo_root, fake_fmnist_dir, finished_run):
+    """SIGKILLed right after the checkpoint of step 9 (stage 2 runs steps 9..16), the
+    rerun resumes in stage 2 and ends as the uninterrupted run."""
     ref_dir, _, _ = finished_run
     workdir = str(tmp_path / "killed")
-    cmd = cli("pdarts_fashion_mnist", workdir, fake_fmnist_dir, STAGES)
-    out = kill_and_resume(cmd, repo_root, workdir, kill_at=9)
-    resumed_at = int(re.search(r"resuming from step (\d+)", out).group(1))
-    assert 8 < resumed_at <= 16, out  # stage 2 runs steps 9..16
+    overrides = json.dumps({**TINY, **STAGES, "data.data_dir": fake_fmnist_dir})
+    args = ["search", "pdarts_fashion_mnist", workdir, "9", overrides]
+    script = os.path.join(repo_root, "tests", "scripts", "kill_after_checkpoint.py")
+    proc = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=repo_root,
+        env=dict(os.environ, PYTHONPATH=repo_root),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not os.path.exists(os.path.join(workdir, "genotype.txt"))
+    rerun = subprocess.run(
+        [sys.executable, script, *args[:3], "none", overrides],
+        cwd=repo_root,
+        env=dict(os.environ, PYTHONPATH=repo_root),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    saved = json.loads(rerun.stdout.split("RESULT", 1)[1])["saved"]
+    assert saved and 9 < min(saved) <= 16, saved  # it resumed in stage 2
     assert_same_results(workdir, ref_dir, exact_metrics=False)
 
 

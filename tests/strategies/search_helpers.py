@@ -6,10 +6,6 @@ import importlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -56,20 +52,6 @@ def tiny_config(name: str, data_dir: str, overrides: dict):
     return config
 
 
-def cli(name: str, workdir: str, data_dir: str, overrides: dict) -> list[str]:
-    """The ``experiments.search`` command for the same config as :func:`tiny_config`."""
-    flags = [f"--config.{k}={v!r}" for k, v in {**TINY, **overrides}.items()]
-    return [
-        sys.executable,
-        "-m",
-        "experiments.search",
-        f"--config={config_path(name)}",
-        f"--workdir={workdir}",
-        f"--config.data.data_dir={data_dir}",
-        *flags,
-    ]
-
-
 def search_with_snapshot(config, workdir: str, snapshot_dir: str, *, at_step: int) -> dict:
     """Run the search uninterrupted, and copy its workdir to ``snapshot_dir`` right after
     the checkpoint of ``at_step`` is written: what a kill at that moment leaves behind
@@ -100,37 +82,6 @@ def resume_snapshot(config, snapshot_dir: str, capsys) -> int:
     out = capsys.readouterr().out
     assert "resuming from step" in out, out
     return int(out.split("resuming from step ")[1].split()[0])
-
-
-def kill_and_resume(cmd, repo_root, workdir, *, kill_at: int, timeout: float = 900):
-    """Run ``cmd``, SIGKILL it once a checkpoint at step >= ``kill_at`` exists, rerun it.
-
-    Returns:
-      The resumed run's stdout.
-    """
-    proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    killed = False
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        steps = (
-            [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
-        )
-        if steps and max(steps) >= kill_at:
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.02)
-    if proc.poll() is None and not killed:
-        proc.kill()
-    proc.wait()
-    if not killed:
-        pytest.skip(f"the run ended before it could be killed: {proc.stdout.read()[-2000:]}")
-    assert not os.path.exists(os.path.join(workdir, "genotype.txt"))
-    out = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "resuming from step" in out.stdout
-    return out.stdout
 
 
 def assert_same_results(workdir: str, ref_dir: str, *, exact_metrics: bool = True) -> None:
