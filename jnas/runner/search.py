@@ -42,7 +42,7 @@ from jnas.runner.data import load_search_data, make_prepare, normalize_only
 from jnas.runner.errors import check_finite
 from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
-from jnas.runner.writers import MetricWriter
+from jnas.runner.writers import MetricWriter, log_step
 from jnas.strategies.oneshot import gradient_strategy
 
 __all__ = ["load_search_data", "search"]
@@ -201,12 +201,14 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
             last_checkpoint=last_ckpt,
             hint="Lower the learning rate(s) or check the data",
         )
-        for k, v in m.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        sums["_n"] = sums.get("_n", 0) + 1
-        progress.update(step + 1, m)
-        if (step + 1) % config.log_every_steps == 0:
-            writer.write(step + 1, "train_step", m)
+        log_step(
+            m,
+            step=step,
+            sums=sums,
+            progress=progress,
+            writer=writer,
+            log_every=config.log_every_steps,
+        )
 
         end_of_epoch = (step + 1) % steps_per_epoch == 0
         if end_of_epoch:

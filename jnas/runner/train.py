@@ -41,7 +41,7 @@ from jnas.runner.errors import check_finite
 from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
 from jnas.runner.train_step import Retrainer, create_optimizer
-from jnas.runner.writers import MetricWriter
+from jnas.runner.writers import MetricWriter, log_step
 from jnas.spaces.cells import abstract_variables, build_network, count_params
 from jnas.spaces.genotype import Genotype
 from jnas.spaces.published import get_genotype
@@ -273,12 +273,14 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
             last_checkpoint=last_ckpt,
             hint="lower config.optim.lr or check the data",
         )
-        for k, v in m.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        sums["_n"] = sums.get("_n", 0) + 1
-        progress.update(step + 1, m)
-        if (step + 1) % config.log_every_steps == 0:
-            writer.write(step + 1, "train_step", m)
+        log_step(
+            m,
+            step=step,
+            sums=sums,
+            progress=progress,
+            writer=writer,
+            log_every=config.log_every_steps,
+        )
         end_of_epoch = (step + 1) % steps_per_epoch == 0
         if end_of_epoch:
             n = max(sums.pop("_n", 1), 1)

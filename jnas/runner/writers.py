@@ -66,6 +66,17 @@ class MetricWriter:
             self._tb.close()
 
 
+def log_step(metrics: dict, *, step: int, sums: dict, progress, writer, log_every: int) -> None:
+    """A finished step's host metrics: added to the epoch's running ``sums`` (``"_n"``
+    counts the steps), shown by ``progress``, and written every ``log_every`` steps."""
+    for k, v in metrics.items():
+        sums[k] = sums.get(k, 0.0) + float(v)
+    sums["_n"] = sums.get("_n", 0) + 1
+    progress.update(step + 1, metrics)
+    if (step + 1) % log_every == 0:
+        writer.write(step + 1, "train_step", metrics)
+
+
 def truncate_jsonl(path: str, max_step: int) -> None:
     """Keep only the records of ``path`` whose step is at most ``max_step``."""
     if not os.path.exists(path):

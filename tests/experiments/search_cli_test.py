@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_gradient_search_prints_its_genotype_and_cell_pictures(
     tmp_path, repo_root, fake_fmnist_dir
 ):

@@ -217,6 +217,7 @@ def test_bad_history_is_named_and_left_intact(
     assert open(path).read() == before
 
 
+@pytest.mark.slow
 def test_children_train_on_all_devices_with_the_same_rewards(
     tmp_path, run_script, fake_fmnist_dir, finished_run
 ):

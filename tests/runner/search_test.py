@@ -89,6 +89,7 @@ def test_incompatible_checkpoint_is_reported_and_kept(tmp_path, fake_fmnist_dir,
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_without_overwriting(tmp_path, fake_fmnist_dir, monkeypatch):
     original = search_lib._Steps.run
 

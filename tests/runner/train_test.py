@@ -88,6 +88,7 @@ def _final_params(workdir):
     return train_lib.restore_state(workdir)[3].params
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted(finished, tmp_path):
     workdir, results = finished
     resumed = str(tmp_path / "resumed")
@@ -164,6 +165,7 @@ def _compiled_texts(monkeypatch) -> list[str]:
     return texts
 
 
+@pytest.mark.slow
 def test_runtime_switches_pick_the_program_and_are_recorded(tmp_path, monkeypatch, finished):
     """config.runtime.native_bn=False: the step compiles Flax's batch norm, not the native
     kernels (traced afresh, though the same network was traced with them on), and

@@ -86,6 +86,7 @@ def test_tiny_forward_shapes(vmap_edges):
     assert out.shape == (2, 7)
 
 
+@pytest.mark.slow
 def test_vmapped_edges_equal_looped_edges():
     """The vmapped edge groups compute exactly what one module per edge computes."""
     space = DartsSpace()

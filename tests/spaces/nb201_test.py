@@ -190,6 +190,7 @@ def test_cell_sums_the_ops_of_earlier_nodes(text, expected):
     np.testing.assert_allclose(cell.apply(variables, x), expected(x), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_tiny_network_trains_and_rejects_odd_sizes():
     space = nb201.NB201Space(channels=4, cells_per_stage=1)
     net = space.network(nb201.parse(BEST_C10), num_classes=3)

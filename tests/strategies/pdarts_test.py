@@ -230,6 +230,7 @@ def finished_run(tmp_path_factory, fake_fmnist_dir):
     return workdir, summary, snapshot
 
 
+@pytest.mark.slow
 def test_three_stages_in_one_run(finished_run):
     workdir, summary, _ = finished_run
     assert summary["steps"] == 24  # 3 stages x 2 epochs x 4 steps
@@ -249,6 +250,7 @@ def test_three_stages_in_one_run(finished_run):
     assert [g > 0 for g in grad_alpha] == [False, True] * 3
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_in_stage_2(finished_run, fake_fmnist_dir, capsys):
     ref_dir, _, snapshot = finished_run
     assert list(json.load(open(os.path.join(snapshot, "stages.json")))) == ["1"]
