@@ -17,6 +17,7 @@ import pytest
 from flax import struct
 
 from experiments.configs import nasrl_tiny
+from jnas.config import with_overrides
 from jnas.runner import discrete, run_search
 from jnas.runner.checkpoint import IncompatibleCheckpointError
 from jnas.runner.data import load_search_data
@@ -32,13 +33,7 @@ def _config(data_dir, **overrides):
     config = nasrl_tiny.get_config()
     config.data.data_dir = data_dir
     config.search.num_devices = 1  # the reference run: one device, children in order
-    for k, v in overrides.items():
-        node = config
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return config
+    return with_overrides(config, overrides)
 
 
 def _history(workdir):

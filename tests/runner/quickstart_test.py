@@ -6,6 +6,7 @@ import os
 import pytest
 
 from experiments.configs import darts_fashion_mnist
+from jnas.config import with_overrides
 from jnas.runner import search as search_lib
 
 # The search as experiments/configs/darts_tiny.py (the same compiled step as the runner
@@ -33,13 +34,7 @@ def _config(data_dir, **overrides):
     config = darts_fashion_mnist.get_config()
     config.data.data_dir = data_dir
     config.retrain.data.data_dir = data_dir
-    for k, v in {**TINY, **overrides}.items():
-        node = config
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return config
+    return with_overrides(config, {**TINY, **overrides})
 
 
 @pytest.mark.slow  # about 2 min cold: compiles a supernet and an evaluation network

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import darts_tiny
+from jnas.config import with_overrides
 from jnas.runner import search as search_lib
 from jnas.runner.checkpoint import IncompatibleCheckpointError
 from jnas.runner.errors import NonFiniteLossError
@@ -20,13 +21,7 @@ from jnas.spaces.genotype import Genotype
 def _config(data_dir, **overrides):
     config = darts_tiny.get_config()
     config.data.data_dir = data_dir
-    for k, v in overrides.items():
-        node = config
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return config
+    return with_overrides(config, overrides)
 
 
 def _cli(repo, workdir, data_dir, *extra):

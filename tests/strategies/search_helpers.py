@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from jnas.config import with_overrides
 from jnas.runner import search as search_lib
 from jnas.runner.checkpoint import Checkpointer
 
@@ -43,13 +44,7 @@ def config_path(name: str) -> str:
 def tiny_config(name: str, data_dir: str, overrides: dict):
     """``experiments/configs/<name>.py`` with ``TINY`` and ``overrides`` applied."""
     config = importlib.import_module(f"experiments.configs.{name}").get_config()
-    for key, value in {"data.data_dir": data_dir, **TINY, **overrides}.items():
-        node = config
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return config
+    return with_overrides(config, {"data.data_dir": data_dir, **TINY, **overrides})
 
 
 def search_with_snapshot(config, workdir: str, snapshot_dir: str, *, at_step: int) -> dict:
