@@ -22,8 +22,10 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from jnas.errors import JnasError
 
-class UnknownNameError(KeyError, ValueError):
+
+class UnknownNameError(KeyError, ValueError, JnasError):
     """A config names a space, strategy, ... that no registry entry has."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it as written

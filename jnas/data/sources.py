@@ -45,6 +45,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jnas.errors import EXIT_DATA, JnasError
+
 __all__ = [
     "DATASETS",
     "SPLITS",
@@ -68,12 +70,16 @@ _TFDS_INTERNET_HINT = (
 )
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(FileNotFoundError, JnasError):
     """A data set (or one of its splits) is not available locally and could not be fetched."""
 
+    exit_status = EXIT_DATA
 
-class DataFormatError(ValueError):
+
+class DataFormatError(ValueError, JnasError):
     """A data file exists but is corrupt or does not have the expected format or shape."""
+
+    exit_status = EXIT_DATA
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jnas.errors import JnasError
 from jnas.ops import layers
 
 # The DARTS search space's 8 primitives, in the order of the DARTS code (genotypes.py).
@@ -35,7 +36,7 @@ DARTS_PRIMITIVES: tuple[str, ...] = (
 )
 
 
-class UnknownOpError(ValueError):
+class UnknownOpError(ValueError, JnasError):
     """An op name that is not in the registry."""
 
 

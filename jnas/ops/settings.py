@@ -41,6 +41,8 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from jnas.errors import JnasError
+
 __all__ = [
     "DEFAULTS",
     "config_section",
@@ -76,7 +78,7 @@ def config_section():
     return ml_collections.ConfigDict(dict(DEFAULTS))
 
 
-class RuntimeSettingsError(ValueError):
+class RuntimeSettingsError(ValueError, JnasError):
     """A ``config.runtime`` switch (or its environment variable) is invalid or cannot hold."""
 
 

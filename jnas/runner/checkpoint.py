@@ -17,9 +17,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jnas.errors import EXIT_WORKDIR, JnasError
 
-class IncompatibleCheckpointError(RuntimeError):
+
+class IncompatibleCheckpointError(RuntimeError, JnasError):
     """The workdir holds a checkpoint that cannot be restored into the current run."""
+
+    exit_status = EXIT_WORKDIR
 
 
 def _shapes(tree) -> dict[str, tuple]:

@@ -58,6 +58,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jnas.errors import EXIT_WORKDIR, JnasError
 from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
 from jnas.runner.data import load_search_data
@@ -83,8 +84,10 @@ class NonFiniteRewardError(NonFiniteLossError):
     """A child's reward is NaN or infinite; the history and the last checkpoint are kept."""
 
 
-class HistoryError(ValueError):
+class HistoryError(ValueError, JnasError):
     """``history.jsonl`` holds a row that is not a valid evaluated architecture."""
+
+    exit_status = EXIT_WORKDIR
 
 
 def child_settings(child_config) -> tuple[child_lib.ChildTrainConfig, Fidelity]:

@@ -7,9 +7,13 @@ import math
 import jax
 import numpy as np
 
+from jnas.errors import EXIT_NON_FINITE, JnasError
 
-class NonFiniteLossError(FloatingPointError):
+
+class NonFiniteLossError(FloatingPointError, JnasError):
     """A loss, reward or updated weight became NaN or infinite; the last checkpoint is kept."""
+
+    exit_status = EXIT_NON_FINITE
 
 
 def first_non_finite(tree) -> str | None:

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnas.errors import JnasError
 from jnas.ops import layers
 from jnas.ops.primitives import FactorizedReduce, Identity, ReLUConvBN, make_op
 from jnas.spaces.darts import reduction_layers
@@ -41,7 +42,7 @@ AUX_NAME = "auxiliary_head"
 _SCAN_NAME = re.compile(r"cells_(\d+)_(\d+)$")  # an nn.scan over cells first..last
 
 
-class NetworkConfigError(ValueError):
+class NetworkConfigError(ValueError, JnasError):
     """A network that cannot be built as asked (e.g. an auxiliary head on too small a net)."""
 
 

@@ -23,8 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnas.errors import JnasError
 
-class ArchitectureError(ValueError):
+
+class ArchitectureError(ValueError, JnasError):
     """An architecture (vector or text) that is not a member of its space."""
 
 

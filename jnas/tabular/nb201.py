@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from jnas.errors import EXIT_DATA, JnasError
 from jnas.spaces import nb201
 from jnas.spaces.discrete import ArchitectureError
 from jnas.tabular.search import Objective
@@ -54,8 +55,10 @@ COLUMNS = (
 _PREFIX = {"cifar10": "c10", "cifar100": "c100", "ImageNet16-120": "in16"}
 
 
-class TableError(ValueError):
+class TableError(ValueError, JnasError):
     """The table file is missing, unreadable, or not the NAS-Bench-201 table."""
+
+    exit_status = EXIT_DATA
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
