@@ -4,7 +4,8 @@ Saves are synchronous and atomic (orbax writes a temporary directory and renames
 run killed at any moment, SIGKILL included, leaves the last complete checkpoint intact and
 resumes from it. A checkpoint that does not fit the current run (another network, another
 strategy) raises :class:`IncompatibleCheckpointError` naming the workdir; nothing in it is
-overwritten.
+overwritten. A state with a NaN or an infinity in any floating leaf is never saved
+(:class:`jnas.runner.errors.NonFiniteLossError`, see :mod:`jnas.runner.errors`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jnas.errors import EXIT_WORKDIR, JnasError
+from jnas.runner.errors import check_finite
+from jnas.runner.writers import write_text
 
 
 class IncompatibleCheckpointError(RuntimeError, JnasError):
@@ -32,9 +35,20 @@ def _shapes(tree) -> dict[str, tuple]:
 
 
 class Checkpointer:
-    """Keeps the last ``max_to_keep`` checkpoints under ``<workdir>/checkpoints``."""
+    """Keeps the last ``max_to_keep`` checkpoints under ``<workdir>/checkpoints``.
 
-    def __init__(self, workdir: str, max_to_keep: int = 2):
+    ``hint`` ends the message of the :class:`~jnas.runner.errors.NonFiniteLossError` that
+    :meth:`save` raises for a state with a NaN or an infinity: what the user may change.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        max_to_keep: int = 2,
+        *,
+        hint: str = "Lower the learning rate(s) or check the data",
+    ):
+        self.workdir, self.hint = workdir, hint
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
@@ -48,13 +62,27 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict | None = None) -> None:
-        """Save ``state`` (a pytree of arrays) and JSON-able ``meta`` at ``step``."""
+        """Save ``state`` (a pytree of arrays) and JSON-able ``meta`` at ``step``.
+
+        Raises:
+          NonFiniteLossError: a floating leaf of ``state`` holds a NaN or an infinity;
+            nothing was written.
+        """
+        state = jax.device_get(state)
+        check_finite(
+            {"the state to checkpoint": state},
+            step=int(step),
+            workdir=self.workdir,
+            last_checkpoint=self.latest_step(),
+            hint=self.hint,
+            unit="checkpoint",
+        )
         meta = dict(meta or {})
         meta["shapes"] = {k: list(v) for k, v in _shapes(state).items()}
         self.manager.save(
             int(step),
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(jax.device_get(state)),
+                state=ocp.args.StandardSave(state),
                 meta=ocp.args.JsonSave(meta),
             ),
             force=True,
@@ -110,8 +138,5 @@ class Checkpointer:
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    """Write JSON atomically (temp file + rename: a kill leaves the old file or the new one)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))

@@ -1,8 +1,18 @@
-"""Metric writers: TensorBoard event files and JSON lines, side by side in the workdir.
+"""Metric writers: TensorBoard event files and JSON lines, side by side in the workdir; the
+one reader and repairer of the workdirs' JSON-lines files, and atomic file writes.
 
 ``metrics.jsonl`` holds one JSON object per record (``{"step": ..., "kind": ..., **values}``)
 so that runs can be compared with pandas without TensorBoard. On resume, records past the
 restored step are dropped first, so a resumed run's file equals an uninterrupted run's.
+
+Every JSON-lines file of a workdir (``metrics.jsonl``, ``genotypes.jsonl``, ``history.jsonl``)
+is written by appending one whole line (``append_jsonl``) and read by :func:`read_jsonl`: a
+last line without its newline is a record a kill cut short in the middle of its write; it is
+dropped (and removed from the file when the reader repairs it, as a resuming run does). Any
+other line that is not a JSON object is damage no kill makes: :class:`JsonlError` names the
+file and line, and the file is left as it is. Whole files (summaries, results, genotypes) are
+written atomically (:func:`write_text`: a temporary file, then ``os.replace``), so a kill
+leaves the old file or the new one, never a part.
 """
 
 from __future__ import annotations
@@ -10,10 +20,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from jnas.errors import EXIT_WORKDIR, JnasError, clip
+
+
+class JsonlError(ValueError, JnasError):
+    """A line of a workdir's JSON-lines file, other than a torn last line, is not a JSON
+    object; the file is left as it is."""
+
+    exit_status = EXIT_WORKDIR
 
 
 def _scalar(v: Any) -> float:
@@ -23,13 +43,22 @@ def _scalar(v: Any) -> float:
 class MetricWriter:
     """Writes scalars (and arrays) to ``<workdir>/tb`` and ``<workdir>/metrics.jsonl``."""
 
-    def __init__(self, workdir: str, *, resume_step: int | None = None, tensorboard: bool = True):
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        resume_step: int | None = None,
+        drop_kinds: tuple[str, ...] = (),
+        tensorboard: bool = True,
+    ):
+        """Opens the writers; an existing ``metrics.jsonl`` keeps only its records up to
+        ``resume_step`` (none below step 1 when not resuming), less those whose ``kind`` is
+        in ``drop_kinds`` (records written after the last checkpoint at that step, such as
+        a ``"final"`` record that is about to be written again), and loses a torn last line.
+        """
         os.makedirs(workdir, exist_ok=True)
         self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
-        if resume_step is not None:
-            truncate_jsonl(self.jsonl_path, resume_step)
-        elif os.path.exists(self.jsonl_path):
-            truncate_jsonl(self.jsonl_path, 0)
+        truncate_jsonl(self.jsonl_path, resume_step or 0, drop_kinds=drop_kinds)
         self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -50,8 +79,7 @@ class MetricWriter:
                 record[name] = arr.tolist()
             else:
                 record[name] = v if isinstance(v, (str, int, float, list, dict)) else str(v)
-        with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(self.jsonl_path, record)
 
     def write_text(self, step: int, tag: str, text: str) -> None:
         if self._tb is not None:
@@ -77,19 +105,86 @@ def log_step(metrics: dict, *, step: int, sums: dict, progress, writer, log_ever
         writer.write(step + 1, "train_step", metrics)
 
 
-def truncate_jsonl(path: str, max_step: int) -> None:
-    """Keep only the records of ``path`` whose step is at most ``max_step``."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= max_step]
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file beside it, flushed to disk, then
+    renamed over ``path`` (a kill leaves the old file or the new one)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.writelines(lines)
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def read_jsonl(path: str) -> list[dict]:
-    """All records of a JSON-lines file."""
+def append_jsonl(path: str, record: Mapping[str, Any], *, sync: bool = False) -> None:
+    """Append ``record`` to ``path`` as one line, in one write (``sync``: flushed to disk)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _read_jsonl(path: str, error: type[Exception]) -> tuple[list[tuple[str, dict]], str, str]:
+    """``([(line, record)], text, torn last line or "")`` of an existing JSON-lines file."""
     with open(path) as f:
-        return [json.loads(ln) for ln in f if ln.strip()]
+        text = f.read()
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with its newline
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{path} line {number} is not JSON ({e}): {clip(line)}") from None
+        if not isinstance(record, dict):
+            raise error(f"{path} line {number} is not a JSON object: {clip(line)}")
+        records.append((line, record))
+    if torn:
+        print(
+            f"dropping an incomplete last line of {path} (a write cut short): {clip(torn, 80)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return records, text, torn
+
+
+def read_jsonl(
+    path: str, *, repair: bool = False, error: type[Exception] = JsonlError
+) -> list[dict]:
+    """The records of a JSON-lines file written by :func:`append_jsonl` ([] if it does not
+    exist); blank lines are skipped.
+
+    Args:
+      path: the file.
+      repair: also remove a torn last line from the file (atomically), as a resuming run does.
+      error: the exception class raised for a damaged line (a ``ValueError`` subclass).
+
+    A last line without its newline was cut short by a kill while it was written: it is
+    dropped (with a note on stderr). Any other line that is not a JSON object raises
+    ``error`` naming the file and the line; nothing is written then.
+    """
+    if not os.path.exists(path):
+        return []
+    records, text, torn = _read_jsonl(path, error)
+    if torn and repair:
+        write_text(path, text[: len(text) - len(torn)])
+    return [record for _, record in records]
+
+
+def truncate_jsonl(
+    path: str, max_step: int, *, key: str = "step", drop_kinds: tuple[str, ...] = ()
+) -> None:
+    """Keep only the records of ``path`` whose ``key`` is at most ``max_step`` and whose
+    ``kind`` is not in ``drop_kinds``; a torn last line is dropped (:func:`read_jsonl`). The
+    file is rewritten atomically, and only if something is dropped."""
+    if not os.path.exists(path):
+        return
+    records, _, torn = _read_jsonl(path, JsonlError)
+    keep = [
+        line for line, r in records if r.get(key, 0) <= max_step and r.get("kind") not in drop_kinds
+    ]
+    if torn or len(keep) < len(records):
+        write_text(path, "".join(line + "\n" for line in keep))
