@@ -24,6 +24,18 @@ Two kinds of strategy, both registered in :data:`STRATEGIES` with their ``kind``
 
       strategy, params = make_strategy("reinforce", spec, population_size=8,
                                        section={"learning_rate": 6e-4, "hidden_size": 35})
+  **Multi-fidelity** (successive halving, Hyperband, BOHB): a discrete strategy may also
+  say at which budget each candidate of its last ``ask`` is to be judged. It then has a
+  static attribute ``budgets`` (a strictly increasing tuple of positive floats, the budget
+  values it may ask for, e.g. epochs ``(12.0, 200.0)``; ``budgets[-1]`` is its full
+  fidelity) and a pure method ``fidelities(state) -> int32 [population_size]``: the index
+  into ``budgets`` of each member of the last ``ask`` (read between ``ask`` and ``tell``;
+  ``tell`` then receives the rewards measured at those budgets). What a budget value means
+  (epochs, steps, a data fraction) is the strategy's ``budget_resource``; a host loop maps
+  it to a :class:`jnas.spaces.base.Fidelity` and a table to its columns, raising
+  :class:`FidelityError` before anything runs where one cannot be applied. A strategy
+  without ``budgets`` judges every candidate at the space's full fidelity: use
+  :func:`budgets_of` and :func:`fidelities_of`, which handle both.
 * **gradient** (one-shot: DARTS, GDAS, ...): see :mod:`jnas.strategies.oneshot`.
 
 A strategy module registers itself::
@@ -155,6 +167,32 @@ def make_strategy(strategy, spec: DecisionSpec, population_size: int, section=No
     if not (isinstance(strategy, type) and issubclass(strategy, DiscreteStrategy)):
         raise TypeError(f"{strategy!r} is not a DiscreteStrategy class")
     return strategy.from_config(spec, population_size, section)
+
+
+class FidelityError(ValueError):
+    """A budget (fidelity) that cannot be applied: not in a table's fidelities, a resource a
+    space cannot cut, or multi-fidelity options out of range (eta <= 1, min budget above the
+    max budget)."""
+
+
+BUDGET_RESOURCES = ("epochs", "num_steps", "data_fraction", "width")
+
+
+def budgets_of(strategy) -> tuple[float, ...] | None:
+    """A multi-fidelity strategy's budget values (see the module docstring); None for a
+    strategy that judges every candidate at full fidelity."""
+    budgets = getattr(strategy, "budgets", None)
+    if budgets is None or not callable(getattr(strategy, "fidelities", None)):
+        return None
+    return tuple(float(b) for b in budgets)
+
+
+def fidelities_of(strategy, state) -> jax.Array | None:
+    """int32 ``[population_size]``: the budget index of each member of the last ``ask``, or
+    None for a single-fidelity strategy. Pure: works inside jit and scans."""
+    if budgets_of(strategy) is None:
+        return None
+    return jnp.asarray(strategy.fidelities(state), jnp.int32)
 
 
 def member_keys(key: jax.Array, n: int) -> jax.Array:
