@@ -12,7 +12,8 @@ part of jnas without knowing which space it is:
   :class:`~jnas.spaces.discrete.ArchitectureError` subclass;
 * **a network** (``network(arch, num_classes=..., fidelity=...)``): the Flax module of one
   fixed architecture, and ``train_child``: that network trained and scored at a
-  :class:`Fidelity` (steps, data fraction, width) on in-memory arrays;
+  :class:`Fidelity` (steps or epochs, data fraction, width, resolution) on in-memory
+  arrays; ``check_fidelity`` raises :class:`FidelityError` for one it cannot apply;
 * optionally **a table** (``load_table``, spaces of tabular benchmarks) and **a supernet**
   (one-shot spaces: ``supernet``, ``init_alpha``, ``derive``; see
   :class:`OneShotSpace`).
@@ -43,30 +44,71 @@ from jnas.spaces.discrete import DecisionSpec
 SPACES = Registry("search space", package="jnas.spaces")
 
 
+class FidelityError(ValueError):
+    """A fidelity that is out of range, or that a space (its child training, its table)
+    cannot apply, or multi-fidelity options out of range (eta <= 1, a minimum budget above
+    the maximum); raised on the host before anything is trained. One class for spaces and
+    strategies: ``jnas.strategies.base.FidelityError`` is this one."""
+
+
+# The fields of a Fidelity the generic child training applies (jnas.spaces.child), and the
+# one a space's ``network`` applies where the space lists it in ``FIDELITIES``.
+TRAINING_FIDELITIES = frozenset({"num_steps", "epochs", "data_fraction", "resolution"})
+
+
 @dataclasses.dataclass(frozen=True)
 class Fidelity:
-    """How cheaply a child is judged: fewer steps, less data, a narrower network.
+    """How cheaply a child is judged: shorter training, less data, a narrower network,
+    smaller images.
 
     Attributes:
       num_steps: optimizer steps of the child's training (None: the space's default).
       data_fraction: the fraction of the training images it trains on, in (0, 1].
       width: a multiplier of the network's channel counts (1.0: as the space says).
-      epochs: for spaces read from a table, the training length whose results are looked
-        up (NAS-Bench-201: 12 or 200); None for trained children.
+      epochs: the training length in passes over the (``data_fraction`` of the) training
+        images: a trained child trains ``epochs * ceil(n / batch)`` steps (not with
+        ``num_steps``); for spaces read from a table, the training length whose results are
+        looked up (NAS-Bench-201: 12 or 200). None: the training config's ``num_steps``.
+      resolution: the images' shorter side, in pixels, that the child trains and is scored
+        at (images are resized, aspect kept; None: as they are). At most the images' own.
+
+    Raises:
+      FidelityError: a value out of range (named), or both ``num_steps`` and ``epochs``.
     """
 
     num_steps: int | None = None
     data_fraction: float = 1.0
     width: float = 1.0
     epochs: int | None = None
+    resolution: int | None = None
 
     def __post_init__(self):
-        if self.num_steps is not None and int(self.num_steps) < 1:
-            raise ValueError(f"fidelity num_steps must be >= 1, got {self.num_steps}")
+        for name in ("num_steps", "epochs", "resolution"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or int(value) != value or int(value) < 1
+            ):
+                raise FidelityError(f"fidelity {name} must be an integer >= 1, got {value!r}")
+        if self.num_steps is not None and self.epochs is not None:
+            raise FidelityError(
+                f"a fidelity gives the training length once: num_steps = {self.num_steps} or "
+                f"epochs = {self.epochs}, not both"
+            )
         if not 0.0 < float(self.data_fraction) <= 1.0:
-            raise ValueError(f"fidelity data_fraction must be in (0, 1], got {self.data_fraction}")
+            raise FidelityError(
+                f"fidelity data_fraction must be in (0, 1], got {self.data_fraction}"
+            )
         if not float(self.width) > 0.0:
-            raise ValueError(f"fidelity width must be > 0, got {self.width}")
+            raise FidelityError(f"fidelity width must be > 0, got {self.width}")
+
+    def changes(self) -> dict:
+        """The fields that differ from the full fidelity ``Fidelity()`` (JSON-able)."""
+        full = Fidelity()
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(full, f.name)
+        }
 
 
 class SearchSpace(abc.ABC):
@@ -78,6 +120,10 @@ class SearchSpace(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    # The Fidelity fields this space's children can be judged at: the generic training's
+    # and ``width``, which ``network`` applies (a space whose network cannot scale its
+    # channels leaves it out).
+    FIDELITIES: ClassVar[frozenset[str]] = TRAINING_FIDELITIES | {"width"}
 
     @property
     @abc.abstractmethod
@@ -119,6 +165,37 @@ class SearchSpace(abc.ABC):
         return child.train_space_child(
             self, arch, train_arrays, val_arrays, fidelity=fidelity, config=config, key=key
         )
+
+    def check_fidelity(self, fidelity, image_shape=None) -> Fidelity:
+        """``fidelity`` (None: ``Fidelity()``) if this space's child training can apply it.
+
+        Args:
+          fidelity: a :class:`Fidelity` or None.
+          image_shape: ``[H, W, C]`` of the images (checks ``resolution`` against it).
+
+        Raises:
+          TypeError: not a Fidelity.
+          FidelityError: a field set away from full fidelity that the space does not list
+            in ``FIDELITIES``, or a resolution above the images'.
+        """
+        if fidelity is None:
+            return Fidelity()
+        if not isinstance(fidelity, Fidelity):
+            raise TypeError(f"fidelity must be a jnas.spaces.base.Fidelity, got {fidelity!r}")
+        cannot = sorted(set(fidelity.changes()) - set(self.FIDELITIES))
+        if cannot:
+            raise FidelityError(
+                f"search space {self.name or type(self).__name__!r} cannot apply the fidelity "
+                f"{cannot} ({fidelity}); it applies {sorted(self.FIDELITIES)}"
+            )
+        if fidelity.resolution is not None and image_shape is not None:
+            side = min(int(image_shape[0]), int(image_shape[1]))
+            if fidelity.resolution > side:
+                raise FidelityError(
+                    f"fidelity resolution = {fidelity.resolution} is above the images' "
+                    f"{side} pixels (shape {tuple(image_shape)}): a fidelity can only lower it"
+                )
+        return fidelity
 
     def options(self) -> dict:
         """The space's options as a JSON-able dict, with its registered ``name``."""

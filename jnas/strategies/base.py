@@ -57,6 +57,7 @@ import numpy as np
 from flax import struct
 
 from jnas.registry import Registry
+from jnas.spaces.base import FidelityError  # noqa: F401  (one class: spaces and strategies)
 from jnas.spaces.discrete import DecisionSpec
 
 STRATEGIES = Registry("strategy", package="jnas.strategies")
@@ -167,12 +168,6 @@ def make_strategy(strategy, spec: DecisionSpec, population_size: int, section=No
     if not (isinstance(strategy, type) and issubclass(strategy, DiscreteStrategy)):
         raise TypeError(f"{strategy!r} is not a DiscreteStrategy class")
     return strategy.from_config(spec, population_size, section)
-
-
-class FidelityError(ValueError):
-    """A budget (fidelity) that cannot be applied: not in a table's fidelities, a resource a
-    space cannot cut, or multi-fidelity options out of range (eta <= 1, min budget above the
-    max budget)."""
 
 
 BUDGET_RESOURCES = ("epochs", "num_steps", "data_fraction", "width")
