@@ -62,9 +62,9 @@ from jnas.errors import EXIT_WORKDIR, JnasError
 from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
 from jnas.runner.data import load_search_data
-from jnas.runner.errors import NonFiniteLossError
+from jnas.runner.errors import NonFiniteLossError, check_finite
 from jnas.runner.progress import Progress
-from jnas.runner.writers import MetricWriter
+from jnas.runner.writers import MetricWriter, append_jsonl, read_jsonl, write_text
 from jnas.spaces import child as child_lib
 from jnas.spaces.base import Fidelity, make_space
 from jnas.spaces.discrete import ArchitectureError
@@ -78,6 +78,7 @@ from jnas.strategies.base import (
 HISTORY = "history.jsonl"
 _INIT, _ASK, _CHILD = 0, 1, 2  # key streams
 _FIDELITY_KEYS = ("data_fraction", "width")  # config.child keys that are the fidelity's
+HINT = "Lower the strategy's learning rate (config.<strategy>) or check the rewards"
 
 
 class NonFiniteRewardError(NonFiniteLossError):
@@ -185,21 +186,15 @@ class History:
             self._load()
 
     def _load(self) -> None:
-        with open(self.path) as f:
-            text = f.read()
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        elif lines:  # a line cut short by a kill while it was written: drop it
-            print(f"dropping an incomplete last line of {self.path}", flush=True)
-            lines.pop()
-            with open(self.path, "w") as f:
-                f.write("".join(ln + "\n" for ln in lines))
-        if not lines:
+        # A row cut short by a kill while it was written is dropped from the file.
+        rows = read_jsonl(self.path, repair=True, error=HistoryError)
+        if not rows:
             return
-        first = self._parse_json(lines[0], 1)
+        first = rows[0]
         if "header" not in first:
-            raise HistoryError(f"{self.path} line 1 is not a history header: {lines[0][:200]}")
+            raise HistoryError(
+                f"{self.path} line 1 is not a history header: {json.dumps(first)[:200]}"
+            )
         if first["header"] != self.header:
             diff = _diff(first["header"], self.header)
             raise IncompatibleCheckpointError(
@@ -207,19 +202,8 @@ class History:
                 f"{diff}); use another --workdir, or remove the workdir to start afresh"
             )
         self._has_header = True
-        for number, line in enumerate(lines[1:], start=2):
-            self._add(self._check_row(self._parse_json(line, number), number))
-
-    def _parse_json(self, line: str, number: int) -> dict:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise HistoryError(
-                f"{self.path} line {number} is not JSON ({e}): {line[:200]}"
-            ) from None
-        if not isinstance(row, dict):
-            raise HistoryError(f"{self.path} line {number} is not a JSON object: {line[:200]}")
-        return row
+        for number, row in enumerate(rows[1:], start=2):
+            self._add(self._check_row(row, number))
 
     def _check_row(self, row: dict, number: int) -> dict:
         where = f"{self.path} line {number}"
@@ -239,10 +223,7 @@ class History:
         return dict(row, arch=text, reward=reward)
 
     def _append(self, row: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, row, sync=True)
 
     def _add(self, row: dict) -> None:
         self.rows.append(row)
@@ -385,7 +366,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
     root = jax.random.key(config.seed)
     init = jax.jit(strategy.init)
     init_key = jax.random.fold_in(root, _INIT)
-    ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 2))
+    ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 2), hint=HINT)
     done, meta = ckpt.latest_step() or 0, {}
     if done:  # restore into the abstract state: nothing compiles
         state, meta = ckpt.restore(jax.eval_shape(init, init_key, params))
@@ -456,6 +437,16 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
             "num_trained": len(history),
         }
         state, metrics = tell(state, archs, np.asarray(rewards, np.float32), params)
+        # The strategy's state after tell (a controller's weights): nothing of this round is
+        # written if it went NaN or infinite (Checkpointer.save checks it again).
+        check_finite(
+            {"the strategy state after tell": state},
+            step=r,
+            workdir=workdir,
+            last_checkpoint=ckpt.latest_step(),
+            hint=HINT,
+            unit="round",
+        )
         record.update(_strategy_record(metrics, {*record, "best_reward", "round_s"}))
         best = history.best(last_round=r)
         record["best_reward"] = best["reward"]
@@ -491,7 +482,6 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
         "devices": len(trainer.devices),
     }
     if best:
-        with open(os.path.join(workdir, "best_arch.txt"), "w") as f:
-            f.write(best["arch"] + "\n")
+        write_text(os.path.join(workdir, "best_arch.txt"), best["arch"] + "\n")
     write_json(os.path.join(workdir, "summary.json"), summary)
     return summary

@@ -42,13 +42,14 @@ from jnas.runner.data import load_search_data, make_prepare, normalize_only
 from jnas.runner.errors import check_finite
 from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
-from jnas.runner.writers import MetricWriter, log_step
+from jnas.runner.writers import MetricWriter, append_jsonl, log_step, truncate_jsonl, write_text
 from jnas.strategies.oneshot import gradient_strategy
 
 __all__ = ["load_search_data", "search"]
 
 # What the NaN guard checks after every step: the losses, and the global norms of the
 # weights and alpha after the update (a step that sent them to infinity is never saved).
+# Checkpointer.save checks every floating leaf of the state besides.
 FINITE_METRICS = ("train_loss", "val_loss", "param_norm", "alpha_norm")
 
 
@@ -163,9 +164,13 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
     else:
         state = init(init_key, sample)
         write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    writer = MetricWriter(workdir, resume_step=start if start else None)
+    summary_path = os.path.join(workdir, "summary.json")
+    # A finished search has its summary; one killed after its last checkpoint but before the
+    # summary rewrites the final record (dropped here), genotype, alpha and summary.
+    finished = start >= total_steps and os.path.exists(summary_path)
+    writer = MetricWriter(workdir, resume_step=start, drop_kinds=() if finished else ("final",))
     genotypes_path = os.path.join(workdir, "genotypes.jsonl")
-    _truncate_genotypes(genotypes_path, start // steps_per_epoch if start else 0)
+    truncate_jsonl(genotypes_path, start)
 
     dstate = parallel.put(state)
     del state
@@ -174,7 +179,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
     t0, compile_s, first_of_stage = time.time(), None, True
     progress = Progress(total_steps, start, enabled=config.progress, desc=config.strategy)
     last_ckpt = ckpt.latest_step()
-    metrics = {}
+    metrics = dict(meta.get("epoch_record", {}))  # the last epoch's record (the summary's)
     for step in range(start, total_steps):
         if stage + 1 < len(stage_ends) and step == stage_ends[stage]:  # hand over, rebuild
             carry = strategy.transfer(searcher, parallel.get(dstate))
@@ -218,27 +223,23 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
             )
             shown = {k: round(v, 4) for k, v in metrics.items() if k.endswith(("loss", "acc"))}
             progress.write(f"epoch {epoch + 1}/{total_steps // steps_per_epoch}: {shown}")
-            with open(genotypes_path, "a") as f:
-                g = searcher.genotype(state)
-                f.write(
-                    json.dumps({"epoch": epoch + 1, "step": step + 1, "genotype": str(g)}) + "\n"
-                )
+            g = searcher.genotype(state)
+            append_jsonl(genotypes_path, {"epoch": epoch + 1, "step": step + 1, "genotype": str(g)})
             sums = {}
         if end_of_epoch or (step + 1) % config.checkpoint_every_steps == 0:
-            ckpt.save(step + 1, parallel.get(dstate), {"epoch_sums": sums})
+            meta = {"epoch_sums": sums, "epoch_record": metrics}
+            ckpt.save(step + 1, parallel.get(dstate), meta)
             last_ckpt = step + 1
     progress.close()
 
     state = parallel.get(dstate)
     genotype = searcher.genotype(state)
-    summary_path = os.path.join(workdir, "summary.json")
-    if start >= total_steps and os.path.exists(summary_path):
+    if finished:
         # A rerun of a finished search (e.g. to finish its retraining): keep its record.
         with open(summary_path) as f:
             summary = {k: v for k, v in json.load(f).items() if k != "retrain"}
     else:
-        with open(os.path.join(workdir, "genotype.txt"), "w") as f:
-            f.write(str(genotype) + "\n")
+        write_text(os.path.join(workdir, "genotype.txt"), str(genotype) + "\n")
         write_json(os.path.join(workdir, "alpha.json"), _edge_table(searcher.op_weights(state)))
         summary = {
             "genotype": str(genotype),
@@ -299,12 +300,3 @@ def _save_stage_carry(workdir: str, stage: int, carry) -> None:
             saved = json.load(f)
     saved[str(stage)] = carry
     write_json(path, saved)
-
-
-def _truncate_genotypes(path: str, max_epoch: int) -> None:
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        keep = [ln for ln in f if ln.strip() and json.loads(ln)["epoch"] <= max_epoch]
-    with open(path, "w") as f:
-        f.writelines(keep)

@@ -41,13 +41,15 @@ from jnas.runner.errors import check_finite
 from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
 from jnas.runner.train_step import Retrainer, create_optimizer
-from jnas.runner.writers import MetricWriter, log_step
+from jnas.runner.writers import MetricWriter, log_step, write_text
 from jnas.spaces.cells import abstract_variables, build_network, count_params
 from jnas.spaces.genotype import Genotype
 from jnas.spaces.published import get_genotype
 
-# What the NaN guard checks after every step: the loss, and the weights after the update.
+# What the NaN guard checks after every step: the loss, and the weights after the update
+# (Checkpointer.save checks every floating leaf of the state besides).
 FINITE_METRICS = ("train_loss", "param_norm")
+HINT = "Lower config.optim.lr or check the data"
 
 
 def build_trainer(
@@ -150,6 +152,7 @@ class _Steps:
 
 
 def _check_genotype_file(workdir: str, genotype: Genotype) -> None:
+    """Refuses a workdir whose ``genotype.txt`` holds another genotype (writes nothing)."""
     path = os.path.join(workdir, "genotype.txt")
     if os.path.exists(path):
         with open(path) as f:
@@ -158,8 +161,24 @@ def _check_genotype_file(workdir: str, genotype: Genotype) -> None:
             raise IncompatibleCheckpointError(
                 f"{workdir} was trained with another genotype ({saved}); use another --workdir"
             )
-    with open(path, "w") as f:
-        f.write(str(genotype) + "\n")
+
+
+def _check_network_file(workdir: str, network: dict) -> None:
+    """Refuses to resume a run whose ``network.json`` describes another network or data
+    (classes, image shape: these need not change the checkpoint's shapes); writes nothing."""
+    path = os.path.join(workdir, "network.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    diff = sorted(k for k in set(saved) | set(network) if saved.get(k) != network.get(k))
+    if diff:
+        there = {k: saved.get(k) for k in diff}
+        here = {k: network.get(k) for k in diff}
+        raise IncompatibleCheckpointError(
+            f"the checkpoints in {workdir} are of another network or data ({path}: {there}, "
+            f"this run: {here}); use another --workdir, or remove it to start afresh"
+        )
 
 
 def _zeros_like_abstract(tree):
@@ -221,7 +240,6 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
     n_params_aux = count_params(abstract["params"], auxiliary=True)
 
     os.makedirs(workdir, exist_ok=True)
-    _check_genotype_file(workdir, genotype)
     # What evaluate() needs to rebuild the network without loading the training data.
     network = {
         "network": config.model.network,
@@ -230,20 +248,30 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
         "params": n_params,
         "params_with_aux": n_params_aux,
     }
-    write_json(os.path.join(workdir, "network.json"), network)
+    # A workdir of another genotype, network or data is refused before anything is written.
+    _check_genotype_file(workdir, genotype)
     steps = _Steps(trainer, info, config, parallel)
     sample = steps.normalize(tx[:2], ty[:2])["image"]
-    state = trainer.init(jax.random.PRNGKey(config.seed), sample)  # un-jitted: see init
-    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-    best_ckpt = Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
+    init_key = jax.random.PRNGKey(config.seed)
+    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints, hint=HINT)
     start, meta = 0, {}
     if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(state)
+        _check_network_file(workdir, network)
+        # Into the abstract state (nothing compiles); a checkpoint that does not fit raises.
+        state, meta = ckpt.restore(jax.eval_shape(trainer.init, init_key, sample))
         start = int(state.step)
         print(f"resuming from step {start} in {workdir}", file=sys.stderr, flush=True)
     else:
+        state = trainer.init(init_key, sample)  # un-jitted: see init
         write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    writer = MetricWriter(workdir, resume_step=start if start else None)
+    write_text(os.path.join(workdir, "genotype.txt"), str(genotype) + "\n")
+    write_json(os.path.join(workdir, "network.json"), network)
+    best_ckpt = Checkpointer(os.path.join(workdir, "best"), max_to_keep=1, hint=HINT)
+    results_path = os.path.join(workdir, "results.json")
+    # A finished retraining has its results; one killed after its last checkpoint but
+    # before them rewrites the final record (dropped here) and the results.
+    finished = start >= total_steps and os.path.exists(results_path)
+    writer = MetricWriter(workdir, resume_step=start, drop_kinds=() if finished else ("final",))
     if not start:
         writer.write_text(0, "genotype", str(genotype))
     print(
@@ -258,7 +286,11 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
     best = {"acc": meta.get("best_acc", -1.0), "step": meta.get("best_step")}
     stop_at = min(total_steps, t.stop_after_steps or total_steps)
     progress = Progress(total_steps, start, enabled=config.progress, desc="train")
-    last_ckpt, compile_s, t0, last_eval = ckpt.latest_step(), None, time.time(), None
+    last_ckpt, compile_s, t0 = ckpt.latest_step(), None, time.time()
+    # (step, test metrics) of the last evaluation, checkpointed: a run resumed after its
+    # last checkpoint reports the same final test metrics without evaluating again.
+    last_eval = meta.get("last_eval")
+    last_eval = None if last_eval is None else (last_eval[0], last_eval[1])
     for step in range(start, stop_at):
         epoch, index = divmod(step, steps_per_epoch)
         images, labels = batches.batch(epoch, index)
@@ -299,6 +331,7 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
             sums = {}
         if end_of_epoch or (step + 1) % config.checkpoint_every_steps == 0:
             meta = {"epoch_sums": sums, "best_acc": best["acc"], "best_step": best["step"]}
+            meta["last_eval"] = None if last_eval is None else list(last_eval)
             ckpt.save(step + 1, parallel.get(dstate), meta)
             last_ckpt = step + 1
     progress.close()
@@ -310,6 +343,12 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
         ckpt.close()
         best_ckpt.close()
         return {"steps": done, "stopped": True}
+    if finished:  # a rerun of a finished retraining (e.g. by its search): keep its record
+        writer.close()
+        ckpt.close()
+        best_ckpt.close()
+        with open(results_path) as f:
+            return json.load(f)
     if last_eval is None or last_eval[0] != done:
         last_eval = (done, steps.evaluate(dstate, vx, vy, t.eval_batch_size))
     ev = last_eval[1]
@@ -330,7 +369,7 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
     writer.close()
     ckpt.close()
     best_ckpt.close()
-    write_json(os.path.join(workdir, "results.json"), results)
+    write_json(results_path, results)
     return results
 
 
