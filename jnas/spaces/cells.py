@@ -36,7 +36,11 @@ from jnas.errors import JnasError
 from jnas.ops import layers
 from jnas.ops.primitives import FactorizedReduce, Identity, ReLUConvBN, make_op
 from jnas.spaces.darts import reduction_layers
-from jnas.spaces.genotype import Genotype, MalformedGenotypeError
+from jnas.spaces.genotype import (
+    Genotype,
+    GenotypeRangeError,
+    GenotypeTypeError,
+)
 
 AUX_NAME = "auxiliary_head"
 _SCAN_NAME = re.compile(r"cells_(\d+)_(\d+)$")  # an nn.scan over cells first..last
@@ -111,10 +115,12 @@ def check_genotype(genotype: Genotype) -> Genotype:
     Beyond :meth:`Genotype.validate` (known ops, backward indices), a reduction cell may not
     concatenate its unreduced inputs (states 0 and 1).
     """
+    if not isinstance(genotype, Genotype):
+        raise GenotypeTypeError(f"expected a Genotype, got {type(genotype).__name__}")
     genotype.validate()
     bad = [i for i in genotype.reduce_concat if i < 2]
     if bad:
-        raise MalformedGenotypeError(
+        raise GenotypeRangeError(
             f"reduce_concat {list(genotype.reduce_concat)} lists cell input(s) {bad}, which "
             "are not at the reduced resolution; a reduction cell may only concatenate its "
             "intermediate nodes (states >= 2)"

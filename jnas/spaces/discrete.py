@@ -23,11 +23,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnas.errors import JnasError
+from jnas.errors import JnasError, clip
 
 
 class ArchitectureError(ValueError, JnasError):
     """An architecture (vector or text) that is not a member of its space."""
+
+
+class ArchitectureSyntaxError(ArchitectureError):
+    """A text that does not have its space's form: the layout, characters after the end, a
+    field given twice, an empty text or one longer than any valid one."""
+
+
+class NonAsciiTextError(ArchitectureSyntaxError):
+    """A text with a character outside ASCII, e.g. a Unicode digit (``'٣'``, ``'０'``): the
+    parsers read ASCII digits only, never what ``int()`` would also accept."""
+
+
+class ArchitectureTypeError(ArchitectureError):
+    """A value of the wrong type: an index that is not an int (``1.5``, ``True``, ``'1'``), a
+    concat that is not a list of ints, a set of edges (no order), a text that is not a str."""
+
+
+class ArchitectureRangeError(ArchitectureError):
+    """A well-formed value outside the space: an index out of range, a wrong number of
+    nodes, edges or layers, a choice the space does not have."""
+
+
+class UnknownChoiceError(ArchitectureRangeError):
+    """An op (or other choice label) that is not one of the space's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,28 +167,38 @@ class DecisionSpec:
         """Checks an architecture vector on the host.
 
         Args:
-          arch: an int array-like of shape `[length]`.
+          arch: an int array-like of shape `[length]`: an integer numpy or JAX array, or a
+            list of Python ints. Floats (even integral ones) and bools are not indices.
 
         Returns:
           The architecture as an int32 numpy array.
 
         Raises:
-          ArchitectureError: naming the position and the value that is out of range.
+          ArchitectureTypeError: not an integer vector.
+          ArchitectureRangeError: the wrong length, or a value out of range (naming the
+            position and the value).
         """
-        a = np.asarray(arch)
+        try:
+            a = np.asarray(arch)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise ArchitectureTypeError(
+                f"architecture {clip(arch)} is not an integer vector ({e})"
+            ) from e
+        if a.size and (a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer)):
+            raise ArchitectureTypeError(
+                f"architecture {clip(arch)} is not an integer vector (dtype {a.dtype}); "
+                "its entries must be ints, not floats, bools or strings"
+            )
         if a.shape != (self.length,):
-            raise ArchitectureError(
+            raise ArchitectureRangeError(
                 f"architecture has shape {a.shape}, expected ({self.length},) for this space"
             )
-        if not np.issubdtype(a.dtype, np.integer):
-            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-                raise ArchitectureError(f"architecture {a.tolist()} is not an integer vector")
         a = a.astype(np.int64)
         n = np.asarray(self.num_choices)
         bad = np.flatnonzero((a < 0) | (a >= n))
         if bad.size:
             k = int(bad[0])
-            raise ArchitectureError(
+            raise ArchitectureRangeError(
                 f"decision {self.names[k]!r} has value {int(a[k])}, expected 0..{int(n[k]) - 1}"
             )
         return a.astype(np.int32)

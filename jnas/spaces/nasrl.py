@@ -34,7 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnas.spaces.base import SPACES, Fidelity, SearchSpace
-from jnas.spaces.discrete import Anchor, ArchitectureError, Categorical, DecisionSpec
+from jnas.spaces.discrete import (
+    Anchor,
+    ArchitectureRangeError,
+    ArchitectureSyntaxError,
+    ArchitectureTypeError,
+    Categorical,
+    DecisionSpec,
+    UnknownChoiceError,
+)
+from jnas.spaces.text import ASCII_SPACE, check_text, echo, parse_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +117,10 @@ class NasRLSpace(SearchSpace):
 
     def encode(self, arch: NasRLArch) -> np.ndarray:
         """`NasRLArch` -> int vector; raises `ArchitectureError` for a value not in the space."""
+        if not isinstance(arch, NasRLArch):
+            raise ArchitectureTypeError(f"expected a NasRLArch, got {type(arch).__name__}")
         if len(arch.layers) != self.num_layers:
-            raise ArchitectureError(
+            raise ArchitectureRangeError(
                 f"architecture has {len(arch.layers)} layers, this space has {self.num_layers}"
             )
         out = []
@@ -119,15 +130,19 @@ class NasRLSpace(SearchSpace):
             if self.predict_stride:
                 out.append(_index(self.strides, layer.stride, f"L{i}/stride"))
             elif layer.stride != 1:
-                raise ArchitectureError(f"L{i} has stride {layer.stride}; this space fixes 1")
+                raise ArchitectureRangeError(f"L{i} has stride {layer.stride}; this space fixes 1")
             out.append(_index(self.num_filters, layer.num_filters, f"L{i}/num_filters"))
             inputs = tuple(layer.inputs)
+            if not all(_is_int(j) for j in inputs):
+                raise ArchitectureTypeError(f"L{i} reads layers {echo(inputs)}; expected ints")
             if any(j < 0 or j >= i for j in inputs) or len(set(inputs)) != len(inputs):
-                raise ArchitectureError(f"L{i} reads layers {inputs}; expected distinct j < {i}")
+                raise ArchitectureRangeError(
+                    f"L{i} reads layers {inputs}; expected distinct j < {i}"
+                )
             if self.skip_connections:
                 out.extend(int(j in inputs) for j in range(i))
             elif inputs != ((i - 1,) if i else ()):
-                raise ArchitectureError(f"L{i} reads {inputs}; this space is a plain chain")
+                raise ArchitectureRangeError(f"L{i} reads {inputs}; this space is a plain chain")
         return np.asarray(out, np.int32)
 
     def to_text(self, arch) -> str:
@@ -139,21 +154,38 @@ class NasRLSpace(SearchSpace):
         )
 
     def parse(self, text: str) -> np.ndarray:
-        """Text form -> int vector; raises `ArchitectureError` naming the offending layer."""
-        if not isinstance(text, str):
-            raise ArchitectureError(f"expected an architecture string, got {type(text).__name__}")
-        parts = [p.strip() for p in text.split(";")]
+        """Text form -> int vector; raises an ``ArchitectureError`` naming the offending layer.
+
+        Strict: ASCII only; the layers ``;``-separated (white space around a layer ignored),
+        each exactly ``{h}x{w}/s{stride}/f{filters}[<-j,k,...]`` with numbers in ASCII
+        decimal digits without sign or leading zeros; the inputs of a layer distinct (any
+        order: they are a set of earlier layers).
+
+        Raises:
+          ArchitectureSyntaxError: a layer not of that form (``NonAsciiTextError`` for a
+            Unicode digit or any other non-ASCII character), an empty or absurdly long text.
+          ArchitectureTypeError: ``text`` is not a ``str``.
+          ArchitectureRangeError: a value the space does not have (``UnknownChoiceError``),
+            the wrong number of layers, an input that is not an earlier layer or is repeated.
+        """
+        what = "a NAS-RL architecture string"
+        text = check_text(text, what)
+        parts = [p.strip(ASCII_SPACE) for p in text.split(";")]
         layers = []
         for i, part in enumerate(parts):
             m = _LAYER_RE.fullmatch(part)
             if m is None:
-                raise ArchitectureError(
-                    f"cannot parse NAS-RL layer {i} {part!r} of {text!r}: "
-                    "expected {h}x{w}/s{stride}/f{filters}[<-j,k,...]"
+                raise ArchitectureSyntaxError(
+                    f"cannot parse NAS-RL layer {i} {echo(part)} of {echo(text)}: expected "
+                    "{h}x{w}/s{stride}/f{filters}[<-j,k,...]"
                 )
-            fh, fw, s, nf, ins = m.groups()
-            inputs = tuple(int(j) for j in ins.split(",")) if ins else ()
-            layers.append(ConvLayer(int(fh), int(fw), int(s), int(nf), inputs))
+            fh, fw, s, nf = (
+                parse_int(g, f"L{i}/{name}")
+                for g, name in zip(m.groups()[:4], _FIELDS, strict=True)
+            )
+            ins = m.group(5)
+            inputs = tuple(parse_int(j, f"an input of L{i}") for j in ins.split(",")) if ins else ()
+            layers.append(ConvLayer(fh, fw, s, nf, inputs))
         return self.encode(NasRLArch(tuple(layers)))
 
     def network(self, arch, *, num_classes: int, fidelity: Fidelity | None = None) -> ChildNet:
@@ -173,12 +205,22 @@ class NasRLSpace(SearchSpace):
         return ChildNet(decoded, int(num_classes))
 
 
-_LAYER_RE = re.compile(r"(\d+)x(\d+)/s(\d+)/f(\d+)(?:<-(\d+(?:,\d+)*))?")
+# ASCII digits only ([0-9], never \\d, which matches every Unicode digit); parse_int then
+# rejects leading zeros and overlong numbers.
+_FIELDS = ("filter_height", "filter_width", "stride", "num_filters")
+_LAYER_RE = re.compile(r"([0-9]+)x([0-9]+)/s([0-9]+)/f([0-9]+)(?:<-([0-9]+(?:,[0-9]+)*))?")
+
+
+def _is_int(x) -> bool:
+    """A Python or numpy int (never a bool, a float or a str)."""
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 def _index(choices: tuple, value, name: str) -> int:
+    if not _is_int(value):
+        raise ArchitectureTypeError(f"{name} must be an int, got {echo(value)}")
     if value not in choices:
-        raise ArchitectureError(f"{name} = {value!r} is not one of {list(choices)}")
+        raise UnknownChoiceError(f"{name} = {value!r} is not one of {list(choices)}")
     return choices.index(value)
 
 

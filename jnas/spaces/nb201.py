@@ -39,7 +39,16 @@ import numpy as np
 from jnas.ops import layers, primitives
 from jnas.spaces import discrete
 from jnas.spaces.base import SPACES, Fidelity, SearchSpace
-from jnas.spaces.discrete import ArchitectureError, Categorical, DecisionSpec
+from jnas.spaces.discrete import (
+    ArchitectureError,
+    ArchitectureRangeError,
+    ArchitectureSyntaxError,
+    ArchitectureTypeError,
+    Categorical,
+    DecisionSpec,
+    UnknownChoiceError,
+)
+from jnas.spaces.text import check_text, echo, parse_int
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -81,13 +90,29 @@ class NB201Space(SearchSpace):
 
     def encode(self, genotype: Genotype) -> np.ndarray:
         """Genotype `((("op", 0),), (("op", 0), ("op", 1)), ...)` -> int32 vector `[6]`."""
+        if not isinstance(genotype, tuple | list):
+            raise ArchitectureTypeError(
+                f"expected a genotype (a tuple of nodes), got {type(genotype).__name__}"
+            )
         if len(genotype) != NUM_NODES - 1:
-            raise ArchitectureError(f"genotype has {len(genotype)} nodes, expected {NUM_NODES - 1}")
+            raise ArchitectureRangeError(
+                f"genotype has {len(genotype)} nodes, expected {NUM_NODES - 1}"
+            )
         ops = {}
         for i, node in enumerate(genotype, start=1):
+            if not isinstance(node, tuple | list) or not all(
+                isinstance(e, tuple | list) and len(e) == 2 for e in node
+            ):
+                raise ArchitectureTypeError(
+                    f"node {i} must be a tuple of (op, source) pairs, got {echo(node)}"
+                )
+            if not all(_is_int(j) for _, j in node):
+                raise ArchitectureTypeError(
+                    f"node {i}: a source must be an int, got {echo([j for _, j in node])}"
+                )
             sources = sorted(int(j) for _, j in node)
             if sources != list(range(i)):
-                raise ArchitectureError(
+                raise ArchitectureRangeError(
                     f"node {i} has inputs from {sources}, expected each of {list(range(i))} once"
                 )
             for op, j in node:
@@ -111,35 +136,44 @@ class NB201Space(SearchSpace):
     def parse(self, text: str) -> np.ndarray:
         """Official architecture string -> int32 vector `[6]`.
 
+        Strict: ASCII only, surrounding white space aside nothing but the three
+        ``|op~j|...|`` nodes joined by ``+``; a source ``j`` is ASCII decimal digits without
+        sign or leading zeros; each node reads each earlier node once (in any order).
+
         Raises:
-          ArchitectureError: naming what is wrong (layout, an unknown op, a bad source node).
+          ArchitectureSyntaxError: the layout (``NonAsciiTextError`` for a Unicode digit or
+            any other non-ASCII character), an empty or absurdly long text.
+          ArchitectureTypeError: ``text`` is not a ``str``.
+          UnknownChoiceError: an op that is not one of :data:`OPS`.
+          ArchitectureRangeError: a node that does not read each earlier node exactly once.
         """
-        if not isinstance(text, str):
-            raise ArchitectureError(f"expected an architecture string, got {type(text).__name__}")
-        parts = text.strip().split("+")
+        what = "a NAS-Bench-201 architecture string"
+        text = check_text(text, what)
+        form = "(form: |op~0|+|op~0|op~1|+|op~0|op~1|op~2|)"
+        parts = text.split("+")
         if len(parts) != NUM_NODES - 1:
-            raise ArchitectureError(
-                f"cannot parse NAS-Bench-201 arch string {text!r}: it has {len(parts)} "
-                f"'+'-separated nodes, expected {NUM_NODES - 1} "
-                "(form: |op~0|+|op~0|op~1|+|op~0|op~1|op~2|)"
+            raise ArchitectureSyntaxError(
+                f"cannot parse {what} {echo(text)}: it has {len(parts)} '+'-separated nodes, "
+                f"expected {NUM_NODES - 1} {form}"
             )
         genotype = []
         for i, part in enumerate(parts, start=1):
             if len(part) < 2 or not (part.startswith("|") and part.endswith("|")):
-                raise ArchitectureError(
-                    f"cannot parse NAS-Bench-201 arch string {text!r}: node {i} {part!r} "
-                    "is not of the form |op~j|...|"
+                raise ArchitectureSyntaxError(
+                    f"cannot parse {what} {echo(text)}: node {i} {echo(part)} is not of the "
+                    f"form |op~j|...| {form}"
                 )
             node = []
             for token in part[1:-1].split("|"):
                 op, sep, src = token.partition("~")
-                if not sep or not src.isdigit():
-                    raise ArchitectureError(
-                        f"cannot parse NAS-Bench-201 arch string {text!r}: edge {token!r} "
-                        f"of node {i} is not of the form op~j"
+                if not sep:
+                    raise ArchitectureSyntaxError(
+                        f"cannot parse {what} {echo(text)}: edge {echo(token)} of node {i} is "
+                        "not of the form op~j"
                     )
-                _op_index(op, f"{i}<-{src}")
-                node.append((op, int(src)))
+                j = parse_int(src, f"the source node of edge {echo(token)} of node {i}")
+                _op_index(op, f"{i}<-{j}")
+                node.append((op, j))
             genotype.append(tuple(node))
         return self.encode(tuple(genotype))
 
@@ -249,9 +283,14 @@ class TinyNetwork(nn.Module):
 
 
 def _op_index(op: str, edge: str) -> int:
-    if op not in OPS:
-        raise ArchitectureError(f"unknown op {op!r} on edge {edge}; the ops are {list(OPS)}")
+    if not isinstance(op, str) or op not in OPS:
+        raise UnknownChoiceError(f"unknown op {echo(op)} on edge {edge}; the ops are {list(OPS)}")
     return OPS.index(op)
+
+
+def _is_int(x) -> bool:
+    """A Python or numpy int (never a bool, a float or a str)."""
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 SPACE = NB201Space()
@@ -266,8 +305,10 @@ def op_code(arch) -> str:
 
 def from_op_code(code: str) -> np.ndarray:
     """The inverse of `op_code`."""
-    if not (isinstance(code, str) and len(code) == len(EDGES) and code.isdigit()):
-        raise ArchitectureError(f"op_code {code!r} is not {len(EDGES)} digits")
+    if not (
+        isinstance(code, str) and len(code) == len(EDGES) and code.isascii() and code.isdigit()
+    ):
+        raise ArchitectureSyntaxError(f"op_code {echo(code)} is not {len(EDGES)} ASCII digits")
     return SPEC.validate([int(c) for c in code])
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 
 from jnas.spaces.genotype import Genotype, load_genotype
+from jnas.spaces.text import ASCII_SPACE
 
 _C4 = (2, 3, 4, 5)  # concat of all four nodes (DARTS-style cells)
 _C5 = (2, 3, 4, 5, 6)
@@ -272,8 +273,17 @@ PUBLISHED: dict[str, Genotype] = {
 }
 
 
-def _key(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
+_SEPARATORS = frozenset("-_ ")
+
+
+def _key(name: str) -> str | None:
+    """``name`` lower-cased without the separators ``-``, ``_`` and space; None where it
+    holds any other character (a non-ASCII letter or digit included: ``'ＤＡＲＴＳ'`` and
+    ``'DARTS٢'`` are no spellings of a published name)."""
+    if not (isinstance(name, str) and name.isascii() and len(name) <= 64):
+        return None
+    key = "".join(ch for ch in name.lower() if ch not in _SEPARATORS)
+    return key if key.isalnum() else None
 
 
 # Other spellings: "PC-DARTS", "pc_darts", "PCDARTS", "NASNet", "AmoebaNet", "PNASNet", "DARTS".
@@ -292,8 +302,10 @@ _ALIASES.update(
 
 
 def canonical_name(name: str) -> str | None:
-    """The :data:`PUBLISHED` key for ``name`` in any spelling, or None."""
-    return _ALIASES.get(_key(name))
+    """The :data:`PUBLISHED` key for ``name`` in any spelling (case, ``-``, ``_`` and spaces
+    ignored; ASCII only), or None."""
+    key = _key(name)
+    return None if key is None else _ALIASES.get(key)
 
 
 def get_genotype(spec: str) -> Genotype:
@@ -307,12 +319,16 @@ def get_genotype(spec: str) -> Genotype:
       The validated :class:`Genotype`.
 
     Raises:
-      MalformedGenotypeError: for an unknown name, bad text or an invalid cell.
-      UnknownOpError: for an op name that is not registered.
+      MalformedGenotypeError: for an unknown name (``UnknownGenotypeError``), bad text or
+        an invalid cell, a path that is not a readable text file (``GenotypeFileError``);
+        each subclass is listed in :mod:`jnas.spaces.genotype`.
+      UnknownOpError: for an op name that is not registered (``UnknownGenotypeOpError`` is
+        both).
     """
-    name = canonical_name(spec.strip()) if not spec.strip().startswith("Genotype(") else None
-    if name is not None:
-        return PUBLISHED[name]
+    if isinstance(spec, str):
+        name = canonical_name(spec.strip(ASCII_SPACE))
+        if name is not None:
+            return PUBLISHED[name]
     return load_genotype(spec, PUBLISHED)
 
 

@@ -66,7 +66,7 @@ def test_genotype_round_trip_and_edge_order_within_a_node_is_free():
         (RESNET.replace("nor_conv_3x3~0", "conv_5x5~0"), "conv_5x5"),
         (RESNET.replace("nor_conv_3x3~1", "nor_conv_3x3~2"), "node 2"),  # a source 2 into node 2
         (RESNET.replace("nor_conv_3x3~0", "nor_conv_3x3"), "op~j"),
-        ("", "expected 3"),
+        ("", "empty text"),
     ],
 )
 def test_bad_strings_raise_naming_the_problem(text, message):
