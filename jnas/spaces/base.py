@@ -150,7 +150,9 @@ class SearchSpace(abc.ABC):
     def network(self, arch, *, num_classes: int, fidelity: Fidelity | None = None):
         """The Flax module of the fixed architecture ``arch`` (vector or decoded object)."""
 
-    def train_child(self, arch, train_arrays, val_arrays, *, fidelity=None, config=None, key):
+    def train_child(
+        self, arch, train_arrays, val_arrays, *, fidelity=None, config=None, key, monitor=None
+    ):
         """Trains ``network(arch)`` at ``fidelity`` and returns its validation accuracy.
 
         Args:
@@ -159,11 +161,24 @@ class SearchSpace(abc.ABC):
           fidelity: a :class:`Fidelity`, or None for the training config's own budget.
           config: a :class:`jnas.spaces.child.ChildTrainConfig` (or a mapping of its fields).
           key: a PRNG key (initialisation and batch order).
+          monitor: None, or ``monitor(curve, planned_epochs) -> bool`` called after every
+            epoch (True stops the child); the call then returns a
+            :class:`jnas.spaces.child.ChildResult` (accuracy, epochs trained, curve).
+
+        Raises:
+          FidelityError: a fidelity this space cannot apply (before anything compiles).
         """
         from jnas.spaces import child  # the generic trainer (imports optax)
 
         return child.train_space_child(
-            self, arch, train_arrays, val_arrays, fidelity=fidelity, config=config, key=key
+            self,
+            arch,
+            train_arrays,
+            val_arrays,
+            fidelity=fidelity,
+            config=config,
+            key=key,
+            monitor=monitor,
         )
 
     def check_fidelity(self, fidelity, image_shape=None) -> Fidelity:

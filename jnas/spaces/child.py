@@ -9,21 +9,32 @@ trained child is the controller's reward). Any space gets it through
 A network here is a Flax module called ``apply(variables, images, train=...)`` (``train``
 defaults to False) on NHWC float images, returning logits; it may keep ``batch_stats``.
 
-Fidelity: ``num_steps`` replaces the config's, ``data_fraction`` trains on the first fraction
-of the training arrays (validation is always on all of ``val_arrays``), ``width`` is the
-space's to apply when it builds the network.
+Fidelity: ``num_steps`` replaces the config's, or ``epochs`` sets it to ``epochs *
+ceil(n / batch_size)`` (n the images trained on); ``data_fraction`` trains on the first
+fraction of the training arrays (validation is always on all of ``val_arrays``);
+``resolution`` resizes training and validation images (bilinear, antialiased, aspect kept)
+so that their shorter side has that many pixels; ``width`` is the space's to apply when it
+builds the network. ``SearchSpace.check_fidelity`` rejects, before anything is compiled, a
+fidelity the space cannot apply (:class:`~jnas.spaces.base.FidelityError`).
+
+Early stopping: :func:`fit_classifier` takes a ``monitor``, called after every epoch with
+the validation accuracies so far and the epoch the training would end at; it returns True to
+stop the child there (e.g. the learning-curve rule of :mod:`jnas.estimation.curves`). The
+result (:class:`ChildResult`) says how many epochs and steps were trained and the curve.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnas.spaces.base import Fidelity
+from jnas.spaces.base import Fidelity, FidelityError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,24 +106,76 @@ def _fidelity(fidelity) -> Fidelity:
         return Fidelity()
     if not isinstance(fidelity, Fidelity):
         raise TypeError(f"fidelity must be a jnas.spaces.base.Fidelity, got {fidelity!r}")
-    if fidelity.epochs is not None:
-        raise ValueError(
-            f"fidelity.epochs = {fidelity.epochs} selects a table's results; a trained child "
-            "takes num_steps instead"
-        )
     return fidelity
+
+
+def resize_images(images: np.ndarray, resolution: int) -> np.ndarray:
+    """NHWC images resized so that their shorter side is ``resolution`` pixels (aspect kept;
+    bilinear with antialiasing, ``jax.image.resize``), as float32 in the input's range."""
+    n, h, w, c = images.shape
+    scale = resolution / min(h, w)
+    shape = (n, max(1, int(round(h * scale))), max(1, int(round(w * scale))), c)
+    if shape == images.shape:
+        return images
+    out = jax.image.resize(jnp.asarray(images, jnp.float32), shape, "linear", antialias=True)
+    return np.asarray(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildResult:
+    """What training a child gave.
+
+    Attributes:
+      accuracy: the validation accuracy at the end of training (stopped or not).
+      epochs: epochs trained (``steps / steps_per_epoch``; less than ``planned_epochs`` when
+        the monitor stopped it).
+      planned_epochs: the epochs the fidelity asked for.
+      steps: optimizer steps trained.
+      steps_per_epoch: ``ceil(n / batch)`` for the n images trained on.
+      curve: the validation accuracy after each whole epoch (empty without a monitor).
+      stopped: whether the monitor stopped the child early.
+    """
+
+    accuracy: float
+    epochs: float
+    planned_epochs: float
+    steps: int
+    steps_per_epoch: int
+    curve: tuple[float, ...] = ()
+    stopped: bool = False
+
+
+Monitor = Callable[[Sequence[float], float], bool]
 
 
 def train_classifier(
     model, train_arrays, val_arrays, *, config=None, key: jax.Array, fidelity=None
 ) -> float:
-    """Trains ``model`` briefly and returns its accuracy on ``val_arrays``.
+    """Trains ``model`` briefly and returns its accuracy on ``val_arrays`` (see
+    :func:`fit_classifier`, which this calls without a monitor)."""
+    return fit_classifier(
+        model, train_arrays, val_arrays, config=config, key=key, fidelity=fidelity
+    ).accuracy
 
-    Training calls one jit-compiled step ``num_steps`` times (not a ``lax.scan``: XLA:CPU runs
-    the convolutions of a loop body up to 50x slower than the same step outside a loop); step
+
+def fit_classifier(
+    model,
+    train_arrays,
+    val_arrays,
+    *,
+    config=None,
+    key: jax.Array,
+    fidelity=None,
+    monitor: Monitor | None = None,
+) -> ChildResult:
+    """Trains ``model`` briefly and scores it on ``val_arrays``.
+
+    Training calls one jit-compiled step per step (not a ``lax.scan``: XLA:CPU runs the
+    convolutions of a loop body up to 50x slower than the same step outside a loop); step
     t draws a batch without replacement with ``fold_in(data_key, t)``, where ``init_key,
     data_key = split(key)``. Images are scaled to [0, 1] and normalised per channel with the
-    mean and standard deviation of the images trained on.
+    mean and standard deviation of the images trained on. The learning rate follows a cosine
+    decay over the planned steps; a child stopped early keeps the weights it has.
 
     Args:
       model: a Flax module, ``apply(variables, images, train=...) -> logits`` (see the module
@@ -122,11 +185,17 @@ def train_classifier(
       val_arrays: the same for the validation images.
       config: a :class:`ChildTrainConfig`, a mapping / ``ConfigDict`` of its fields, or None.
       key: a PRNG key (initialisation and batch order).
-      fidelity: a :class:`~jnas.spaces.base.Fidelity` (``num_steps``, ``data_fraction``; its
-        ``width`` is applied where the model is built), or None for the config's budget.
+      fidelity: a :class:`~jnas.spaces.base.Fidelity` (``num_steps`` or ``epochs``,
+        ``data_fraction``, ``resolution``; its ``width`` is applied where the model is
+        built), or None for the config's budget.
+      monitor: None, or ``monitor(curve, planned_epochs) -> bool`` called after every whole
+        epoch with the validation accuracies so far; True stops the training there.
 
     Returns:
-      The validation accuracy, a float in [0, 1].
+      A :class:`ChildResult` (``accuracy`` in [0, 1]).
+
+    Raises:
+      FidelityError: a resolution above the images'.
     """
     cfg = ChildTrainConfig.make(config)
     fid = _fidelity(fidelity)
@@ -134,10 +203,26 @@ def train_classifier(
     x_val, y_val = check_arrays(val_arrays, "val_arrays")
     if x_train.shape[1:] != x_val.shape[1:]:
         raise ValueError(f"image shapes differ: {x_train.shape[1:]} vs {x_val.shape[1:]}")
+    if fid.resolution is not None:
+        side = min(x_train.shape[1:3])
+        if fid.resolution > side:
+            raise FidelityError(
+                f"fidelity resolution = {fid.resolution} is above the images' {side} pixels"
+            )
     if fid.data_fraction < 1.0:
         n = max(1, int(round(fid.data_fraction * x_train.shape[0])))
         x_train, y_train = x_train[:n], y_train[:n]
-    num_steps = int(fid.num_steps) if fid.num_steps is not None else int(cfg.num_steps)
+    if fid.resolution is not None:
+        x_train, x_val = (
+            resize_images(x_train, fid.resolution),
+            resize_images(x_val, fid.resolution),
+        )
+    batch = min(cfg.batch_size, x_train.shape[0])
+    steps_per_epoch = math.ceil(x_train.shape[0] / batch)
+    if fid.epochs is not None:
+        num_steps = int(fid.epochs) * steps_per_epoch
+    else:
+        num_steps = int(fid.num_steps) if fid.num_steps is not None else int(cfg.num_steps)
     pixels = x_train.reshape(-1, x_train.shape[-1]).astype(np.float64) / 255.0
     mean = jnp.asarray(pixels.mean(0), jnp.float32)
     std = jnp.asarray(np.maximum(pixels.std(0), 1e-3), jnp.float32)
@@ -150,7 +235,6 @@ def train_classifier(
         optax.add_decayed_weights(cfg.weight_decay),
         optax.sgd(schedule, momentum=cfg.momentum, nesterov=True),
     )
-    batch = min(cfg.batch_size, x_train.shape[0])
 
     def loss_fn(p, bs, x, y):
         logits, upd = model.apply(
@@ -168,56 +252,86 @@ def train_classifier(
         updates, opt = tx.update(grads, opt, p)
         return optax.apply_updates(p, updates), bs, opt
 
-    def train(params, batch_stats, x_all, y_all):
-        carry = (params, batch_stats, jax.jit(tx.init)(params))
-        for t in range(num_steps):
-            carry = step(carry, jnp.int32(t), x_all, y_all)
-        return carry[0], carry[1]
-
     @jax.jit
     def num_correct(params, batch_stats, x, y, mask):
         logits = model.apply({"params": params, "batch_stats": batch_stats}, normalize(x))
         return jnp.sum((jnp.argmax(logits, -1) == y) & mask)
 
-    params, batch_stats = train(
-        variables["params"],
-        variables.get("batch_stats", {}),
-        jnp.asarray(x_train),
-        jnp.asarray(y_train),
-    )
     eb = min(cfg.eval_batch_size, x_val.shape[0])
-    correct = 0
-    for start in range(0, x_val.shape[0], eb):  # fixed-size batches: one compilation
-        x, y = x_val[start : start + eb], y_val[start : start + eb]
-        mask = np.arange(eb) < x.shape[0]
-        x = np.concatenate([x, np.zeros((eb - x.shape[0], *x.shape[1:]), x.dtype)])
-        y = np.concatenate([y, np.zeros((eb - y.shape[0],), y.dtype)])
-        correct += int(num_correct(params, batch_stats, x, y, mask))
-    return correct / x_val.shape[0]
+
+    def accuracy(params, batch_stats) -> float:
+        correct = 0
+        for start in range(0, x_val.shape[0], eb):  # fixed-size batches: one compilation
+            x, y = x_val[start : start + eb], y_val[start : start + eb]
+            mask = np.arange(eb) < x.shape[0]
+            x = np.concatenate([x, np.zeros((eb - x.shape[0], *x.shape[1:]), x.dtype)])
+            y = np.concatenate([y, np.zeros((eb - y.shape[0],), y.dtype)])
+            correct += int(num_correct(params, batch_stats, x, y, mask))
+        return correct / x_val.shape[0]
+
+    params = variables["params"]
+    carry = (params, variables.get("batch_stats", {}), jax.jit(tx.init)(params))
+    x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
+    planned_epochs = num_steps / steps_per_epoch
+    curve, stopped, t = [], False, 0
+    while t < num_steps:
+        carry = step(carry, jnp.int32(t), x_all, y_all)
+        t += 1
+        if monitor is not None and t % steps_per_epoch == 0:
+            curve.append(accuracy(carry[0], carry[1]))
+            if t < num_steps and monitor(tuple(curve), planned_epochs):
+                stopped = True
+                break
+    last = curve[-1] if curve and t % steps_per_epoch == 0 else accuracy(carry[0], carry[1])
+    return ChildResult(
+        accuracy=last,
+        epochs=t / steps_per_epoch,
+        planned_epochs=planned_epochs,
+        steps=t,
+        steps_per_epoch=steps_per_epoch,
+        curve=tuple(curve),
+        stopped=stopped,
+    )
 
 
 def train_space_child(
-    space, arch, train_arrays, val_arrays, *, fidelity=None, config=None, key: jax.Array
-) -> float:
-    """Trains ``space.network(arch)`` at ``fidelity`` and returns its validation accuracy.
+    space,
+    arch,
+    train_arrays,
+    val_arrays,
+    *,
+    fidelity=None,
+    config=None,
+    key: jax.Array,
+    monitor: Monitor | None = None,
+):
+    """Trains ``space.network(arch)`` at ``fidelity`` and returns its validation accuracy
+    (a float), or, with a ``monitor``, its :class:`ChildResult`.
 
-    The network is built with ``num_classes`` from the config (or the labels, when it is 0)
-    and the fidelity (its ``width``); :func:`train_classifier` trains and scores it.
+    The fidelity is checked first (``space.check_fidelity``: a field the space cannot apply
+    raises :class:`~jnas.spaces.base.FidelityError` before anything compiles); the network
+    is built with ``num_classes`` from the config (or the labels, when it is 0) and the
+    fidelity (its ``width``); :func:`fit_classifier` trains and scores it.
 
     Args:
       space: a :class:`~jnas.spaces.base.SearchSpace`.
       arch: an architecture of ``space`` (int32 vector or its decoded object).
-      train_arrays, val_arrays: ``(images, labels)`` (see :func:`train_classifier`).
+      train_arrays, val_arrays: ``(images, labels)`` (see :func:`fit_classifier`).
       fidelity: a :class:`~jnas.spaces.base.Fidelity` or None.
       config: a :class:`ChildTrainConfig`, a mapping of its fields, or None.
       key: a PRNG key.
+      monitor: see :func:`fit_classifier` (early stopping).
     """
     cfg = ChildTrainConfig.make(config)
-    fid = _fidelity(fidelity)
+    x_train, _ = check_arrays(train_arrays, "train_arrays")
+    fid = space.check_fidelity(_fidelity(fidelity), x_train.shape[1:])
     model = space.network(
         arch, num_classes=num_classes_of(cfg, train_arrays, val_arrays), fidelity=fid
     )
-    return train_classifier(model, train_arrays, val_arrays, config=cfg, key=key, fidelity=fid)
+    result = fit_classifier(
+        model, train_arrays, val_arrays, config=cfg, key=key, fidelity=fid, monitor=monitor
+    )
+    return result if monitor is not None else result.accuracy
 
 
 def count_params(model, image_shape) -> int:
