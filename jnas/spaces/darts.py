@@ -188,10 +188,9 @@ class DartsSpace(OneShotSpace):
         return str(self.decode(arch))
 
     def parse(self, text: str) -> np.ndarray:
-        """Genotype text -> int32 vector; raises :class:`MalformedGenotypeError` (or
-        ``UnknownOpError``) naming the problem."""
-        if not isinstance(text, str):
-            raise MalformedGenotypeError(f"expected a genotype text, got {type(text).__name__}")
+        """Genotype text -> int32 vector; raises a :class:`MalformedGenotypeError` subclass
+        naming the problem (strict, as :meth:`Genotype.parse`; ``UnknownGenotypeOpError`` is
+        also an ``UnknownOpError``)."""
         return self.encode(Genotype.parse(text))
 
     # -- networks ----------------------------------------------------------------------
