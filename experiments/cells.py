@@ -10,8 +10,10 @@ restricts the table to some cells (comma-separated names).
 
 import json
 
-from absl import app, flags
+from absl import flags
 
+from jnas import cli
+from jnas.errors import ConfigError
 from jnas.spaces.complexity import format_table, published_rows
 from jnas.spaces.draw import draw_genotype
 from jnas.spaces.published import canonical_name, get_genotype
@@ -26,7 +28,7 @@ flags.DEFINE_list("only", None, "Only these published cells in the table.")
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ConfigError(cli.unexpected_arguments(argv))
     if FLAGS.draw:
         for path in draw_genotype(
             get_genotype(FLAGS.draw), FLAGS.out, formats=tuple(FLAGS.formats)
@@ -38,7 +40,7 @@ def main(argv):
         names = []
         for n in FLAGS.only:
             if canonical_name(n) is None:
-                raise app.UsageError(f"unknown published cell {n!r}")
+                raise ConfigError(f"--only: unknown published cell {n!r}")
             names.append(canonical_name(n))
     rows = published_rows(names)
     print(format_table(rows))
@@ -49,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

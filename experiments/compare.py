@@ -32,9 +32,10 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from jnas import runtime
+from jnas import cli, runtime
+from jnas.errors import EXIT_BUG, ConfigError, JnasError
 
 
 def methods() -> tuple[str, ...]:
@@ -217,22 +218,35 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _MethodFailed(JnasError):
+    """A method's process failed; it exits with the child's status (1 for a bug)."""
+
+    def __init__(self, method: str, status: int):
+        super().__init__(
+            f"the run of {method!r} failed with exit status {status} (its error is printed "
+            "above); rerun the command to resume the methods"
+        )
+        self.exit_status = status if status > 0 else EXIT_BUG
+
+
 def main(argv):
     runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ConfigError(cli.unexpected_arguments(argv))
     logging.set_verbosity(logging.WARNING)
+    known = methods()
+    chosen = FLAGS.methods or list(known)
+    unknown = set(chosen) - set(known)
+    if unknown or (FLAGS.child and FLAGS.child not in known):
+        raise ConfigError(
+            f"unknown method(s) {sorted(unknown or {FLAGS.child})}; choose from {', '.join(known)}"
+        )
     os.makedirs(FLAGS.workdir, exist_ok=True)
     if FLAGS.child:
         result = run_method(FLAGS.child)
         with open(os.path.join(FLAGS.workdir, FLAGS.child, "compare.json"), "w") as f:
             json.dump(result, f, indent=2)
         return
-    known = methods()
-    chosen = FLAGS.methods or list(known)
-    unknown = set(chosen) - set(known)
-    if unknown:
-        raise app.UsageError(f"unknown methods {sorted(unknown)}; choose from {known}")
     results = []
     for method in chosen:
         path = os.path.join(FLAGS.workdir, method, "compare.json")
@@ -240,7 +254,9 @@ def main(argv):
             print(f"== {method}", flush=True)
             cmd = [sys.executable, "-m", "experiments.compare", f"--child={method}"]
             cmd += [a for a in sys.argv[1:] if not a.startswith("--methods")]
-            subprocess.run(cmd, check=True)
+            status = subprocess.run(cmd).returncode
+            if status:  # the child printed its error (or traceback) already
+                raise _MethodFailed(method, status)
         with open(path) as f:
             results.append(json.load(f))
     text = table(results)
@@ -252,4 +268,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

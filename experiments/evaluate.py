@@ -6,9 +6,12 @@ Reads the run's ``config.json`` and ``genotype.txt``, restores the checkpoint, t
 the whole test split and writes ``<workdir>/eval_<which>.json``.
 """
 
-from absl import app, flags, logging
+import os
 
-from jnas import runtime
+from absl import flags, logging
+
+from jnas import cli, runtime
+from jnas.errors import ConfigError
 from jnas.runner import setup_jax
 from jnas.runner.train import evaluate
 
@@ -20,7 +23,12 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ConfigError(cli.unexpected_arguments(argv))
+    if not os.path.isfile(os.path.join(FLAGS.workdir, "config.json")):
+        raise ConfigError(
+            f"--workdir={FLAGS.workdir!r} is not a workdir of experiments.train (it has no "
+            "config.json): give the --workdir a retraining ran in"
+        )
     runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
@@ -32,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

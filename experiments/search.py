@@ -9,30 +9,38 @@ The config's strategy picks the host loop (:func:`jnas.runner.run_search`): a gr
 strategy searches a supernet and prints the genotype it derived and where the pictures of its
 cells were written (``<workdir>/cells``); a discrete strategy trains child networks and
 prints the best architecture. Rerunning the same command resumes from the last checkpoint in
-``--workdir``.
+``--workdir``; a workdir belongs to one config (a rerun with a config that changes the results
+is refused unless ``--allow_config_change``). Errors: see :mod:`jnas.cli` (exit statuses).
 """
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from jnas import runtime
+from jnas import cli, runtime
+from jnas.errors import ConfigError
 from jnas.runner import run_search, setup_jax
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and genotypes.")
+flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Continue a workdir whose config.json differs from this config in keys that change the "
+    "results (the change is recorded in <workdir>/config_changes.jsonl).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ConfigError(cli.unexpected_arguments(argv))
     runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
-    summary = run_search(FLAGS.config, FLAGS.workdir)
+    summary = run_search(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
     if "genotype" in summary:  # a gradient search: a cell derived from the supernet
         from jnas.spaces.draw import write_cell_pictures
 
@@ -46,4 +54,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

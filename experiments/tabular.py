@@ -8,10 +8,11 @@ Config overrides on the command line, e.g. `--config.seeds=10 --config.budget=20
 
 import json
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from jnas import runtime
+from jnas import cli, runtime
+from jnas.errors import ConfigError
 from jnas.tabular import experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
@@ -22,7 +23,7 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
     runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ConfigError(cli.unexpected_arguments(argv))
     rows = experiment.run_experiment(_CONFIG.value)
     print(experiment.format_rows(rows))
     if _JSON.value:
@@ -31,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

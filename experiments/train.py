@@ -5,29 +5,38 @@ r"""Retrain a genotype from scratch with an evaluation config, then test it.
 
 ``--config.genotype`` is a published name (see ``python -m experiments.cells``), a
 ``Genotype(...)`` text, or the path of a genotype file written by a search. Rerunning the
-same command resumes from the last checkpoint in ``--workdir``.
+same command resumes from the last checkpoint in ``--workdir``; a workdir belongs to one config
+(a rerun with a config that changes the results is refused unless ``--allow_config_change``).
+Errors: see :mod:`jnas.cli` (exit statuses).
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from jnas import runtime
+from jnas import cli, runtime
+from jnas.errors import ConfigError
 from jnas.runner import setup_jax
 from jnas.runner.train import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Evaluation config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Continue a workdir whose config.json differs from this config in keys that change the "
+    "results (the change is recorded in <workdir>/config_changes.jsonl).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ConfigError(cli.unexpected_arguments(argv))
     runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
-    results = train(FLAGS.config, FLAGS.workdir)
+    results = train(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
     if "test_acc" in results:
         print(f"test accuracy: {results['test_acc']:.4f} (best {results['best_test_acc']:.4f})")
         print(f"parameters: {results['params']:,} ({results['params_with_aux']:,} with aux head)")
@@ -36,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

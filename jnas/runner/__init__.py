@@ -59,13 +59,27 @@ def host_loop(config: ml_collections.ConfigDict):
     return getattr(importlib.import_module(module), name)
 
 
-def run_search(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run_search(
+    config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False
+) -> dict:
     """Run (or resume) the search of ``config`` in ``workdir``; returns the host loop's summary.
 
     A gradient search's summary holds ``"genotype"`` (text); a discrete search's
     ``"best_arch"`` and ``"best_reward"``.
+
+    The whole config is validated first (:func:`jnas.validate.check_search_config`), then
+    compared with the workdir's ``config.json`` (:func:`jnas.runner.workdir.check_workdir`;
+    ``allow_config_change=True`` accepts a difference that changes the results), before the
+    workdir is touched or anything compiles.
+
+    Raises:
+      jnas.errors.ConfigError: the config is not a valid search config (every problem named).
+      jnas.errors.WorkdirConfigError: the workdir belongs to another config.
     """
-    return host_loop(config)(config, workdir)
+    from jnas.validate import check_search_config
+
+    check_search_config(config)
+    return host_loop(config)(config, workdir, allow_config_change=allow_config_change)
 
 
 def runtime_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -64,6 +64,7 @@ from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, wr
 from jnas.runner.data import load_search_data
 from jnas.runner.errors import NonFiniteLossError, check_finite
 from jnas.runner.progress import Progress
+from jnas.runner.workdir import check_workdir, record_config
 from jnas.runner.writers import MetricWriter, append_jsonl, read_jsonl, write_text
 from jnas.spaces import child as child_lib
 from jnas.spaces.base import Fidelity, make_space
@@ -330,7 +331,13 @@ def _strategy_record(metrics, taken) -> dict:
     return out
 
 
-def search(config: ml_collections.ConfigDict, workdir: str, *, strategy=None) -> dict:
+def search(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    strategy=None,
+    allow_config_change: bool = False,
+) -> dict:
     """Run (or resume) a discrete search with real child training.
 
     Args:
@@ -338,6 +345,8 @@ def search(config: ml_collections.ConfigDict, workdir: str, *, strategy=None) ->
       workdir: where the history, checkpoints and metrics go; a rerun resumes from it.
       strategy: None to build ``config.strategy`` from the registry, or a
         ``DiscreteStrategy`` class or object (see :func:`build_strategy`), registered or not.
+      allow_config_change: continue a workdir whose ``config.json`` differs from ``config``
+        in keys that change the results (:mod:`jnas.runner.workdir`).
 
     Returns:
       The summary (also in ``summary.json``): the best architecture (``best_arch``, text) and
@@ -346,12 +355,15 @@ def search(config: ml_collections.ConfigDict, workdir: str, *, strategy=None) ->
     The run is inside ``jnas.runner.use_runtime(config)``: ``config.json`` records the
     runtime switches (native kernels, XLA options) the children were compiled with.
     """
+    from jnas.validate import check_search_config
+
+    check_search_config(config, strategy=strategy)
     with use_runtime(config) as (config, _):
+        check_workdir(config, workdir, allow_config_change=allow_config_change)
         return _search(config, workdir, strategy)
 
 
 def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
-    os.makedirs(workdir, exist_ok=True)
     space = make_space(config.space)
     m, rounds = int(config.search.children_per_round), int(config.search.rounds)
     if m < 1 or rounds < 0:
@@ -366,6 +378,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
     root = jax.random.key(config.seed)
     init = jax.jit(strategy.init)
     init_key = jax.random.fold_in(root, _INIT)
+    os.makedirs(workdir, exist_ok=True)  # after the space's, strategy's and data's checks
     ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 2), hint=HINT)
     done, meta = ckpt.latest_step() or 0, {}
     if done:  # restore into the abstract state: nothing compiles
@@ -373,7 +386,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
         print(f"resuming from round {done} in {workdir}", flush=True)
     else:
         state = init(init_key, params)
-        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    record_config(config, workdir)  # after the checkpoint's check: an allowed change is recorded
     header = history_header(config, space, child_cfg, fidelity, strategy_name, options)
     history = History(os.path.join(workdir, HISTORY), header, space)
     if len(history) < meta.get("num_trained", 0):

@@ -42,8 +42,10 @@ from jnas.runner.data import load_search_data, make_prepare, normalize_only
 from jnas.runner.errors import check_finite
 from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
+from jnas.runner.workdir import check_workdir, record_config
 from jnas.runner.writers import MetricWriter, append_jsonl, log_step, truncate_jsonl, write_text
 from jnas.strategies.oneshot import gradient_strategy
+from jnas.validate import check_search_config
 
 __all__ = ["load_search_data", "search"]
 
@@ -87,12 +89,16 @@ def _edge_table(weights: dict[str, Any]) -> dict[str, list]:
     return {t: np.round(np.asarray(w), 5).tolist() for t, w in weights.items()}
 
 
-def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def search(
+    config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False
+) -> dict:
     """Run (or resume) a gradient-based architecture search.
 
     Args:
       config: the experiment config (e.g. ``experiments/configs/darts_cifar10.py``).
       workdir: where checkpoints, metrics and genotypes go; a rerun resumes from it.
+      allow_config_change: continue a workdir whose ``config.json`` differs from ``config``
+        in keys that change the results (:mod:`jnas.runner.workdir`).
 
     Returns:
       A summary: the final genotype (text), steps, final metrics, wall time and, when
@@ -100,6 +106,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
       evaluation config, as for ``experiments.train``).
 
     Raises:
+      ConfigError: the config is not valid (:func:`jnas.validate.check_search_config`).
+      WorkdirConfigError: ``workdir`` belongs to another config (nothing was written).
       UnknownNameError / ValueError: ``config.strategy`` is not a gradient strategy.
       NonFiniteLossError: a loss, or the weights or alpha after a step, became NaN or
         infinite; nothing of that step was saved.
@@ -107,12 +115,13 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The run is inside ``jnas.runner.use_runtime(config)``: ``config.json`` records the
     runtime switches (native kernels, XLA options) the steps were compiled with.
     """
+    check_search_config(config)
     with use_runtime(config) as (config, runtime):
-        return _search(config, workdir, runtime)
+        check_workdir(config, workdir, allow_config_change=allow_config_change)
+        return _search(config, workdir, runtime, allow_config_change)
 
 
-def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
-    os.makedirs(workdir, exist_ok=True)
+def _search(config: ml_collections.ConfigDict, workdir: str, runtime, allow_change) -> dict:
     strategy = gradient_strategy(config.strategy)
     stage_configs = strategy.stage_configs(config)
     info, (tx, ty), (vx, vy) = load_search_data(config)
@@ -148,6 +157,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
             jax.random.fold_in(key, stage) if stage else key,
         )
 
+    os.makedirs(workdir, exist_ok=True)  # after the data and the strategy's checks
     ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     latest = ckpt.latest_step()
     # The stage to resume in; a checkpoint at a stage's end belongs to that stage.
@@ -163,7 +173,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
         print(f"resuming from step {start} in {workdir}", flush=True)
     else:
         state = init(init_key, sample)
-        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    record_config(config, workdir)  # after the checkpoint's check: an allowed change is recorded
     summary_path = os.path.join(workdir, "summary.json")
     # A finished search has its summary; one killed after its last checkpoint but before the
     # summary rewrites the final record (dropped here), genotype, alpha and summary.
@@ -256,7 +266,10 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
         from jnas.runner.train import train  # the retraining host loop (evaluation network)
 
         summary["retrain"] = train(
-            config.retrain, os.path.join(workdir, "retrain"), genotype=genotype
+            config.retrain,
+            os.path.join(workdir, "retrain"),
+            genotype=genotype,
+            allow_config_change=allow_change,
         )
         write_json(summary_path, summary)
     return summary

@@ -41,10 +41,12 @@ from jnas.runner.errors import check_finite
 from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
 from jnas.runner.train_step import Retrainer, create_optimizer
+from jnas.runner.workdir import check_workdir, record_config
 from jnas.runner.writers import MetricWriter, log_step, write_text
 from jnas.spaces.cells import abstract_variables, build_network, count_params
 from jnas.spaces.genotype import Genotype
 from jnas.spaces.published import get_genotype
+from jnas.validate import check_train_config
 
 # What the NaN guard checks after every step: the loss, and the weights after the update
 # (Checkpointer.save checks every floating leaf of the state besides).
@@ -191,6 +193,7 @@ def train(
     *,
     genotype: Genotype | None = None,
     data=None,
+    allow_config_change: bool = False,
 ) -> dict:
     """Train (or resume) an evaluation network from scratch and test it.
 
@@ -201,6 +204,8 @@ def train(
       data: optional in-memory ``(info, (train_x, train_y), (test_x, test_y))`` (uint8
         images ``[N, H, W, C]``, ``info`` a :class:`jnas.data.DatasetInfo`) instead of
         loading ``config.data.name``.
+      allow_config_change: continue a workdir whose ``config.json`` differs from ``config``
+        in keys that change the results (:mod:`jnas.runner.workdir`).
 
     Returns:
       The results (also written to ``<workdir>/results.json``): ``test_acc``,
@@ -209,10 +214,15 @@ def train(
       ``config.train.stop_after_steps`` stops the run early: ``{"steps", "stopped": True}``.
 
     Raises:
+      jnas.errors.ConfigError: the config is not a valid evaluation config
+        (:func:`jnas.validate.check_train_config`; nothing was written).
+      jnas.errors.WorkdirConfigError: ``workdir`` belongs to another config.
       jnas.runner.errors.NonFiniteLossError: the loss or the weights after a step became
         NaN or infinite (nothing of that step is saved).
     """
+    check_train_config(config, genotype=genotype, data=data)
     with use_runtime(config) as (config, runtime):
+        check_workdir(config, workdir, allow_config_change=allow_config_change)
         return _train(config, workdir, runtime, genotype, data)
 
 
@@ -263,7 +273,7 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
         print(f"resuming from step {start} in {workdir}", file=sys.stderr, flush=True)
     else:
         state = trainer.init(init_key, sample)  # un-jitted: see init
-        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    record_config(config, workdir)  # after the checks above: an allowed change is recorded
     write_text(os.path.join(workdir, "genotype.txt"), str(genotype) + "\n")
     write_json(os.path.join(workdir, "network.json"), network)
     best_ckpt = Checkpointer(os.path.join(workdir, "best"), max_to_keep=1, hint=HINT)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from jnas.errors import ConfigError
 from jnas.spaces import edges
 from jnas.spaces.darts import log_softmax64
 from jnas.spaces.genotype import Genotype
@@ -78,19 +79,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     g = config.gdas
     gumbel.check_temperatures(g.tau_max, g.tau_min)
     if config.search.hypergradient != "first":
-        raise ValueError(
+        raise ConfigError(
             f"GDAS updates alpha with the first-order gradient of the sampled network; "
             f"search.hypergradient={config.search.hypergradient!r} is not supported (use 'first')"
         )
     if g.fixed_reduction:
         m = config.model
         if m.n_nodes != 4 or m.multiplier != 4:
-            raise ValueError(
+            raise ConfigError(
                 "GDAS-FRC's fixed reduction cell has 4 nodes, all concatenated: needs "
                 f"model.n_nodes=4 and model.multiplier=4, got {m.n_nodes} and {m.multiplier}"
             )
         if (2 * m.C) % 8:
-            raise ValueError(
+            raise ConfigError(
                 f"GDAS-FRC's reduction cell groups its convolutions in 8: the reduction cells' "
                 f"channels (2C={2 * m.C}, 4C) must be multiples of 8, so model.C must be a "
                 "multiple of 4"
@@ -198,5 +199,6 @@ STRATEGIES.register("gdas", kind="gradient")(
         title="GDAS",
         configs={"cifar10": "gdas_cifar10", "fashion_mnist": "gdas_fashion_mnist"},
         second_order=False,
+        check_config=check_config,
     )
 )

@@ -399,6 +399,9 @@ class GradientStrategy:
         method's own scaling (warm-ups, stages); None: ``search.epochs = epochs`` and
         ``model.layers = layers``.
       second_order: whether ``search.hypergradient`` may be ``"fd"`` or ``"exact"``.
+      check_config: ``config -> None``, raising (``jnas.errors.ConfigError``, or any
+        ``ValueError``) on settings the method cannot run; :mod:`jnas.validate` calls it
+        before the workdir is touched or anything compiles. None: no checks of its own.
     """
 
     KIND: ClassVar[str] = "gradient"
@@ -409,6 +412,7 @@ class GradientStrategy:
     transfer: Callable[[OneShotSearch, SearchState], Any] | None = None
     budget: Callable[..., None] | None = None
     second_order: bool = True
+    check_config: Callable[[Any], None] | None = None
 
     @property
     def staged(self) -> bool:

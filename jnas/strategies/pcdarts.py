@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jnas.errors import ConfigError
 from jnas.spaces import edges
 from jnas.spaces.darts import CELL_TYPES, log_softmax64
 from jnas.strategies import oneshot
@@ -71,10 +72,10 @@ def log_edge_weights64(beta, n_nodes: int) -> np.ndarray:
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Reject a K that does not divide the channels, before anything compiles."""
     k, c = config.pcdarts.k, config.model.C
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"pcdarts.k must be a positive integer, got {k!r}")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"pcdarts.k must be a positive integer, got {k!r}")
     if c % k:
-        raise ValueError(
+        raise ConfigError(
             f"pcdarts.k={k} must divide the channel count model.C={c} (every edge sends C/k "
             f"of its C, 2C or 4C channels through the ops); choose k among "
             f"{[d for d in range(1, c + 1) if c % d == 0]}"
@@ -174,5 +175,6 @@ STRATEGIES.register("pcdarts", kind="gradient")(
         title="PC-DARTS",
         configs={"cifar10": "pcdarts_cifar10", "fashion_mnist": "pcdarts_fashion_mnist"},
         budget=budget,
+        check_config=check_config,
     )
 )

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jnas.errors import ConfigError
 from jnas.spaces import edges
 from jnas.spaces.darts import CELL_TYPES, DartsSpace, log_softmax64
 from jnas.spaces.genotype import Genotype
@@ -56,33 +57,33 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     num_ops = tuple(int(n) for n in p.num_ops)
     lists = {k: tuple(p[k]) for k in ("num_ops", "add_layers", "add_width", "skip_dropout")}
     if len({len(v) for v in lists.values()}) != 1:
-        raise ValueError(
+        raise ConfigError(
             "pdarts.num_ops, add_layers, add_width and skip_dropout need one entry per stage, "
             f"got {', '.join(f'{k}={v}' for k, v in lists.items())}"
         )
     if not num_ops or num_ops[0] != n_prims:
-        raise ValueError(
+        raise ConfigError(
             f"pdarts.num_ops must start with all {n_prims} candidate ops (model.primitives), "
             f"got {num_ops}"
         )
     if any(b >= a for a, b in zip(num_ops, num_ops[1:])):
-        raise ValueError(
+        raise ConfigError(
             f"pdarts.num_ops={num_ops}: the op counts per edge must shrink from stage to "
             "stage (P-DARTS: 8, 5, 3)"
         )
     if num_ops[-1] < 2:
-        raise ValueError(
+        raise ConfigError(
             f"pdarts.num_ops={num_ops}: the last stage needs at least 2 ops per edge (the "
             "genotype takes the strongest non-'none' one)"
         )
     if any(not 0.0 <= r < 1.0 for r in lists["skip_dropout"]):
-        raise ValueError(
+        raise ConfigError(
             f"pdarts.skip_dropout rates must be in [0, 1), got {lists['skip_dropout']}"
         )
     if p.max_skips < 0:
-        raise ValueError(f"pdarts.max_skips must be >= 0, got {p.max_skips}")
+        raise ConfigError(f"pdarts.max_skips must be >= 0, got {p.max_skips}")
     if not 0 <= p.stage < len(num_ops):
-        raise ValueError(f"pdarts.stage={p.stage} is not a stage of {len(num_ops)}")
+        raise ConfigError(f"pdarts.stage={p.stage} is not a stage of {len(num_ops)}")
 
 
 def stages(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
@@ -333,5 +334,6 @@ STRATEGIES.register("pdarts", kind="gradient")(
         stages=stages,
         transfer=transfer,
         budget=budget,
+        check_config=check_config,
     )
 )
