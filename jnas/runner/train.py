@@ -166,14 +166,15 @@ def _check_genotype_file(workdir: str, genotype: Genotype) -> None:
 
 
 def _check_network_file(workdir: str, network: dict) -> None:
-    """Refuses to resume a run whose ``network.json`` describes another network or data
-    (classes, image shape: these need not change the checkpoint's shapes); writes nothing."""
+    """Refuses to resume a run whose ``network.json`` describes another network kind or
+    data (classes, image shape; the image shape need not change the checkpoint's shapes,
+    which :meth:`Checkpointer.restore` compares); writes nothing."""
     path = os.path.join(workdir, "network.json")
     if not os.path.exists(path):
         return
     with open(path) as f:
         saved = json.load(f)
-    diff = sorted(k for k in set(saved) | set(network) if saved.get(k) != network.get(k))
+    diff = [k for k in ("network", "num_classes", "image_shape") if saved.get(k) != network[k]]
     if diff:
         there = {k: saved.get(k) for k in diff}
         here = {k: network.get(k) for k in diff}
