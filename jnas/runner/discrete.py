@@ -29,7 +29,8 @@ The workdir then holds:
 * ``metrics.jsonl`` and ``tb/``: per round the reward mean/min/max, the best reward so far,
   children trained, and the metrics of the strategy's ``tell`` (for REINFORCE the baseline
   and the entropy of the policy the population was sampled from);
-* ``summary.json`` and ``best_arch.txt``: the best architecture found and its reward.
+* ``summary.json`` and ``best_arch.txt``: the best architecture found and its reward (and the
+  child-epochs trained, see below).
 
 Every random draw takes an explicit key: the strategy's init key is ``fold_in(key(seed), 0)``,
 round r's ask ``fold_in(fold_in(key(seed), 1), r)`` (member k of the population: ``fold_in``
@@ -37,8 +38,27 @@ of that with k) and a child's training key ``fold_in(fold_in(key(seed), 2), hash
 text))``, so a child's reward is a function of its architecture and the seed, whichever device
 trains it and whether the run was resumed.
 
+**Multi-fidelity and early stopping.** A strategy with budgets (successive halving,
+Hyperband, BOHB: ``jnas.strategies.base.budgets_of``) says after each ``ask`` at which budget
+each member is judged (``fidelities_of``); the budget becomes a ``Fidelity``
+(``jnas.strategies.multi_fidelity.to_fidelity``, from ``config.child``'s full fidelity and
+the strategy's ``budget_resource``), every budget is checked against the space before
+anything trains (``SearchSpace.check_fidelity``: ``FidelityError``), and each (architecture,
+budget) is one evaluation, trained from scratch: its row has ``budget``, the history key is
+``"<arch> @ <budget>"``, and the best architecture is chosen among evaluations at the
+largest budget. ``config.early_stop`` (``enabled``, ``threshold`` (0.05), ``min_points``,
+``families``, ``noise_floor``; ``jnas.estimation.curves``) stops a child after an epoch when
+its learning curve gives it a probability below ``threshold`` of beating the best reward
+at its fidelity in the earlier rounds (earlier rounds only: the decision does not depend on
+which child of a round finished first, so a resumed run makes it again); its reward is then
+its last validation accuracy, and its row has ``stopped`` and ``curve``. Every row has
+``steps`` and ``epochs`` (trained); ``summary.json`` sums them (``child_steps``,
+``child_epochs``, in epochs of the full fidelity) against training every architecture
+once at the full fidelity (``child_epochs_full``, ``child_epochs_saved``).
+
 Bad input stops the run with a message naming the problem and leaves history and checkpoints
-as they were: a non-finite reward (``NonFiniteRewardError``, naming the architecture), a
+as they were: a fidelity the space cannot apply (``FidelityError``, before anything trains),
+a non-finite reward (``NonFiniteRewardError``, naming the architecture), a
 history row whose architecture does not parse or is not in the space, or a history or
 checkpoint from another run (``IncompatibleCheckpointError``).
 """
@@ -59,6 +79,7 @@ import ml_collections
 import numpy as np
 
 from jnas.errors import EXIT_WORKDIR, JnasError
+from jnas.estimation import curves
 from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
 from jnas.runner.data import load_search_data
@@ -72,13 +93,16 @@ from jnas.spaces.discrete import ArchitectureError
 from jnas.strategies.base import (
     STRATEGIES,
     DiscreteStrategy,
+    budgets_of,
     check_reward,
+    fidelities_of,
     make_strategy,
 )
 
 HISTORY = "history.jsonl"
 _INIT, _ASK, _CHILD = 0, 1, 2  # key streams
-_FIDELITY_KEYS = ("data_fraction", "width")  # config.child keys that are the fidelity's
+# config.child keys that are the (full) fidelity's
+_FIDELITY_KEYS = ("data_fraction", "width", "epochs", "resolution")
 HINT = "Lower the strategy's learning rate (config.<strategy>) or check the rewards"
 
 
@@ -93,8 +117,9 @@ class HistoryError(ValueError, JnasError):
 
 
 def child_settings(child_config) -> tuple[child_lib.ChildTrainConfig, Fidelity]:
-    """``config.child`` -> the training config and the fidelity (``data_fraction``,
-    ``width``; the training config's ``num_steps`` is the budget)."""
+    """``config.child`` -> the training config and the full fidelity (``data_fraction``,
+    ``width``, ``epochs``, ``resolution``; without ``epochs`` the training config's
+    ``num_steps`` is the budget)."""
     options = dict((child_config or {}).items())
     fidelity = Fidelity(**{k: options.pop(k) for k in _FIDELITY_KEYS if k in options})
     return child_lib.ChildTrainConfig.make(options), fidelity
@@ -154,16 +179,21 @@ def _jsonable(obj) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=list))
 
 
-def history_header(config, space, child_cfg, fidelity, strategy_name, options) -> dict:
+def history_header(
+    config, space, child_cfg, fidelity, strategy_name, options, stopper=None
+) -> dict:
     """What a reward depends on; a history with another header belongs to another run.
 
-    The fidelity's ``data_fraction`` and ``width`` are written only where they are not 1.
+    The fidelity's fields are written only where they are not the full fidelity's
+    (``Fidelity.changes``), the early stop only where it is on.
     """
     d = config.data
     child = dataclasses.asdict(child_cfg)
-    child.update({k: getattr(fidelity, k) for k in _FIDELITY_KEYS if getattr(fidelity, k) != 1})
+    child.update(fidelity.changes())
+    extra = {"early_stop": dataclasses.asdict(stopper)} if stopper is not None else {}
     return _jsonable(
         {
+            **extra,
             "space": space.options(),
             "child": child,
             "data": {"name": d.name, "train_portion": d.train_portion, "limit": d.limit},
@@ -219,16 +249,19 @@ class History:
             reward = check_reward(row["reward"])
         except ValueError as e:
             raise HistoryError(f"{where}, architecture {row['arch']!r}: {e}") from e
-        if text in self.by_arch:
-            raise HistoryError(f"{where}: architecture {text!r} is already in the history")
-        return dict(row, arch=text, reward=reward)
+        row = dict(row, arch=text, reward=reward)
+        if history_key(row) in self.by_arch:
+            raise HistoryError(
+                f"{where}: architecture {history_key(row)!r} is already in the history"
+            )
+        return row
 
     def _append(self, row: dict) -> None:
         append_jsonl(self.path, row, sync=True)
 
     def _add(self, row: dict) -> None:
         self.rows.append(row)
-        self.by_arch[row["arch"]] = row
+        self.by_arch[history_key(row)] = row
 
     def add(self, row: dict) -> None:
         """Record a newly trained child (file first, then memory)."""
@@ -238,10 +271,21 @@ class History:
         self._append(row)
         self._add(row)
 
-    def best(self, last_round: int | None = None) -> dict | None:
-        """The row with the highest reward (the earliest among ties), up to ``last_round``."""
+    def best(self, last_round: int | None = None, budget: float | None = None) -> dict | None:
+        """The row with the highest reward (the earliest among ties), up to ``last_round``;
+        with ``budget``, among the rows judged at that budget (None if there is none)."""
         rows = [r for r in self.rows if last_round is None or r["round"] <= last_round]
+        if budget is not None:
+            rows = [r for r in rows if r.get("budget") == budget]
         return max(rows, key=lambda r: r["reward"], default=None)
+
+    def incumbent(self, last_round: int | None = None, budgets=None) -> dict | None:
+        """The best row: at the largest budget that has one (multi-fidelity), else overall."""
+        for budget in reversed(budgets or ()):
+            best = self.best(last_round, budget)
+            if best is not None:
+                return best
+        return self.best(last_round)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -256,6 +300,12 @@ def _diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{k}: {a!r} there, {b!r} here")
     return out
+
+
+def history_key(row: dict) -> str:
+    """A row's key in the history: its architecture text, ``"<text> @ <budget>"`` for a
+    multi-fidelity evaluation (each budget is its own evaluation)."""
+    return row["arch"] if row.get("budget") is None else f"{row['arch']} @ {row['budget']:g}"
 
 
 class _Trainer:
@@ -273,41 +323,54 @@ class _Trainer:
         self.devices = jax.local_devices()[:n]
         self.workers = int(config.search.get("workers", 0)) or n
 
-    def _one(self, text: str, arch, device) -> dict:
+    def _one(self, job: tuple, device) -> dict:
+        text, arch, fidelity, monitor = job
         t0 = time.time()
         with jax.default_device(device):
-            reward = self.space.train_child(
+            out = self.space.train_child(
                 arch,
                 self.train,
                 self.val,
-                fidelity=self.fidelity,
+                fidelity=fidelity,
                 config=self.child_cfg,
                 key=child_key(self.config.seed, text),
+                **({"monitor": monitor} if monitor is not None else {}),
             )
-        return {"reward": reward, "train_s": round(time.time() - t0, 2), "device": device.id}
+        result = {"train_s": round(time.time() - t0, 2), "device": device.id}
+        if isinstance(out, child_lib.ChildResult):
+            result.update(reward=out.accuracy, steps=out.steps, epochs=out.epochs)
+            if out.stopped:
+                result.update(stopped=True, curve=list(out.curve))
+        else:  # a space's own train_child, or no monitor: trained as planned
+            steps, per_epoch = child_lib.planned_steps(
+                self.child_cfg, fidelity, self.train[0].shape[0]
+            )
+            result.update(reward=out, steps=steps, epochs=steps / per_epoch)
+        return result
 
-    def run(self, todo: list[tuple[int, str, np.ndarray]], on_done) -> None:
-        """Trains ``todo`` = [(index, text, arch)], calling ``on_done(index, text, result)``
-        in the order of ``todo`` (``on_done`` may raise: children still training finish and
-        are passed to ``on_done`` first, children not started are dropped)."""
+    def run(self, todo: list[tuple[int, str, tuple]], on_done) -> None:
+        """Trains ``todo`` = [(index, key, (text, arch, fidelity, monitor))], calling
+        ``on_done(index, key, result)`` in the order of ``todo`` (``on_done`` may raise:
+        children still training finish and are passed to ``on_done`` first, children not
+        started are dropped)."""
         jobs = [
-            (i, text, arch, self.devices[j % len(self.devices)])
-            for j, (i, text, arch) in enumerate(todo)
+            (i, key, job, self.devices[j % len(self.devices)])
+            for j, (i, key, job) in enumerate(todo)
         ]
         if self.workers == 1 or len(jobs) <= 1:
-            for i, text, arch, device in jobs:
-                on_done(i, text, self._one(text, arch, device))
+            for i, key, job, device in jobs:
+                on_done(i, key, self._one(job, device))
             return
         error = None
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
-            futures = [(i, text, pool.submit(self._one, text, a, d)) for i, text, a, d in jobs]
-            for i, text, future in futures:
+            futures = [(i, key, pool.submit(self._one, job, d)) for i, key, job, d in jobs]
+            for i, key, future in futures:
                 if error is not None:
                     future.cancel()  # only if it has not started
                 try:
                     result = future.result()
                     if error is None or _is_finite(result["reward"]):
-                        on_done(i, text, result)
+                        on_done(i, key, result)
                 except concurrent.futures.CancelledError:
                     pass
                 except Exception as e:
@@ -370,10 +433,24 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
         raise ValueError(f"need children_per_round >= 1 and rounds >= 0, got {m}, {rounds}")
     strategy, params, strategy_name, options = build_strategy(config, space.spec, strategy)
     child_cfg, fidelity = child_settings(config.child)
+    stopper = curves.stopper_from_config(config.get("early_stop"))
+    budgets = budgets_of(strategy)
+    budget_fidelity = {None: fidelity}  # budget -> the Fidelity it trains a child at
+    if budgets is not None:
+        from jnas.strategies.multi_fidelity import to_fidelity
+
+        resource = getattr(strategy, "budget_resource", "epochs")
+        for b in budgets:
+            budget_fidelity[b] = to_fidelity(fidelity, resource, b, budgets[-1])
     info, train, val = load_search_data(config)
     if not child_cfg.num_classes:
         child_cfg = dataclasses.replace(child_cfg, num_classes=info.num_classes)
     image_shape = train[0].shape[1:]  # [H, W, C]
+    for fid in budget_fidelity.values():  # FidelityError before anything is trained
+        space.check_fidelity(fid, image_shape)
+    full_steps, full_per_epoch = child_lib.planned_steps(
+        child_cfg, budget_fidelity[budgets[-1] if budgets else None], train[0].shape[0]
+    )
 
     root = jax.random.key(config.seed)
     init = jax.jit(strategy.init)
@@ -387,7 +464,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
     else:
         state = init(init_key, params)
     record_config(config, workdir)  # after the checkpoint's check: an allowed change is recorded
-    header = history_header(config, space, child_cfg, fidelity, strategy_name, options)
+    header = history_header(config, space, child_cfg, fidelity, strategy_name, options, stopper)
     history = History(os.path.join(workdir, HISTORY), header, space)
     if len(history) < meta.get("num_trained", 0):
         raise IncompatibleCheckpointError(
@@ -402,6 +479,19 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
     progress = Progress(
         rounds * m, min(done, rounds) * m, enabled=config.progress, desc=str(strategy_name)
     )
+
+    def monitor_for(budget, r):
+        """The early-stop monitor of a child at ``budget`` in round ``r`` (or None): the best
+        so far is the best reward at that budget of the rounds before ``r``, not stopped."""
+        if stopper is None:
+            return None
+        done_rows = [
+            row
+            for row in history.rows
+            if row["round"] < r and row.get("budget") == budget and not row.get("stopped")
+        ]
+        best = max((row["reward"] for row in done_rows), default=None)
+        return lambda curve, planned: stopper.should_stop(curve, best, planned)
 
     def count_params(arch) -> int:
         model = space.network(arch, num_classes=child_cfg.num_classes, fidelity=fidelity)
@@ -419,34 +509,43 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
                 f"({m}, {space.spec.length})"
             )
         texts = [space.to_text(a) for a in archs]
+        levels = fidelities_of(strategy, state)
+        member_budgets = [budgets[int(i)] for i in np.asarray(levels)] if budgets else [None] * m
+        keys = [history_key({"arch": t, "budget": b}) for t, b in zip(texts, member_budgets)]
         todo, seen = [], set()
-        for k, (text, arch) in enumerate(zip(texts, archs)):
-            if text not in history.by_arch and text not in seen:
-                seen.add(text)
-                todo.append((k, text, arch))
+        for k, (key, text, arch, b) in enumerate(zip(keys, texts, archs, member_budgets)):
+            if key not in history.by_arch and key not in seen:
+                seen.add(key)
+                todo.append((k, key, (text, arch, budget_fidelity[b], monitor_for(b, r))))
 
-        def on_done(k, text, result, r=r):
+        def on_done(k, key, result, r=r):
+            text = texts[k]
             try:
                 reward = check_reward(result["reward"])
             except ValueError as e:
                 raise NonFiniteRewardError(
-                    f"child {text!r} (round {r}, index {k}) has reward {result['reward']}: {e}. "
+                    f"child {key!r} (round {r}, index {k}) has reward {result['reward']}: {e}. "
                     f"{history.path} keeps the {len(history)} children evaluated so far and the "
                     f"last checkpoint (round {ckpt.latest_step() or 0}) is untouched; rerun to "
                     "resume (trained children are not trained again)."
                 ) from None
             row = dict(round=r, index=k, arch=text, reward=reward, params=count_params(archs[k]))
+            if member_budgets[k] is not None:
+                row["budget"] = member_budgets[k]
+            row.update(steps=result["steps"], epochs=round(result["epochs"], 6))
+            if result.get("stopped"):
+                row.update(stopped=True, curve=result["curve"])
             history.add(dict(row, train_s=result["train_s"], device=result["device"]))
             progress.update(r * m + k + 1)
 
         trainer.run(todo, on_done)
-        rewards = [history.by_arch[t]["reward"] for t in texts]
+        rewards = [history.by_arch[key]["reward"] for key in keys]
         record = {
             "reward_mean": float(np.mean(rewards)),
             "reward_min": float(np.min(rewards)),
             "reward_max": float(np.max(rewards)),
             # Children first trained in this round (also those trained before a kill).
-            "num_new": sum(history.by_arch[t]["round"] == r for t in set(texts)),
+            "num_new": sum(history.by_arch[key]["round"] == r for key in set(keys)),
             "num_trained": len(history),
         }
         state, metrics = tell(state, archs, np.asarray(rewards, np.float32), params)
@@ -461,7 +560,8 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
             unit="round",
         )
         record.update(_strategy_record(metrics, {*record, "best_reward", "round_s"}))
-        best = history.best(last_round=r)
+        record["num_stopped"] = sum(bool(row.get("stopped")) for row in history.rows)
+        best = history.incumbent(last_round=r, budgets=budgets)
         record["best_reward"] = best["reward"]
         record["round_s"] = round(time.time() - t_round, 1)
         writer.write(r + 1, "round", record)
@@ -478,8 +578,10 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
     writer.close()
     ckpt.close()
 
-    best = history.best()
+    best = history.incumbent(budgets=budgets)
     done = max(done, rounds)
+    num_archs = len({row["arch"] for row in history.rows})
+    child_steps = sum(int(row.get("steps", 0)) for row in history.rows)
     summary = {
         "strategy": strategy_name,
         "space": space.name,
@@ -491,6 +593,15 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
         "num_asked": done * m,
         "num_trained": len(history),
         "train_s_total": round(sum(row.get("train_s", 0.0) for row in history.rows), 1),
+        # The cost in optimizer steps and in epochs of the full fidelity, against training
+        # each architecture once at the full fidelity without early stopping.
+        "num_archs": num_archs,
+        "num_stopped": sum(bool(row.get("stopped")) for row in history.rows),
+        "child_steps": child_steps,
+        "child_steps_full": num_archs * full_steps,
+        "child_epochs": round(child_steps / full_per_epoch, 3),
+        "child_epochs_full": round(num_archs * full_steps / full_per_epoch, 3),
+        "child_epochs_saved": round((num_archs * full_steps - child_steps) / full_per_epoch, 3),
         "search_wall_s": round(time.time() - t0, 1),
         "devices": len(trainer.devices),
     }

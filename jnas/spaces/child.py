@@ -148,6 +148,19 @@ class ChildResult:
 Monitor = Callable[[Sequence[float], float], bool]
 
 
+def planned_steps(config, fidelity, num_train: int) -> tuple[int, int]:
+    """``(num_steps, steps_per_epoch)`` of a child trained at ``fidelity`` on ``num_train``
+    images (before its ``data_fraction``), as :func:`fit_classifier` plans them."""
+    cfg, fid = ChildTrainConfig.make(config), _fidelity(fidelity)
+    n = max(1, int(round(fid.data_fraction * num_train))) if fid.data_fraction < 1 else num_train
+    steps_per_epoch = math.ceil(n / min(cfg.batch_size, n))
+    if fid.epochs is not None:
+        return int(fid.epochs) * steps_per_epoch, steps_per_epoch
+    return (
+        int(fid.num_steps) if fid.num_steps is not None else int(cfg.num_steps)
+    ), steps_per_epoch
+
+
 def train_classifier(
     model, train_arrays, val_arrays, *, config=None, key: jax.Array, fidelity=None
 ) -> float:
@@ -218,11 +231,9 @@ def fit_classifier(
             resize_images(x_val, fid.resolution),
         )
     batch = min(cfg.batch_size, x_train.shape[0])
-    steps_per_epoch = math.ceil(x_train.shape[0] / batch)
-    if fid.epochs is not None:
-        num_steps = int(fid.epochs) * steps_per_epoch
-    else:
-        num_steps = int(fid.num_steps) if fid.num_steps is not None else int(cfg.num_steps)
+    num_steps, steps_per_epoch = planned_steps(
+        cfg, dataclasses.replace(fid, data_fraction=1.0), x_train.shape[0]
+    )
     pixels = x_train.reshape(-1, x_train.shape[-1]).astype(np.float64) / 255.0
     mean = jnp.asarray(pixels.mean(0), jnp.float32)
     std = jnp.asarray(np.maximum(pixels.std(0), 1e-3), jnp.float32)
