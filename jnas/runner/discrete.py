@@ -169,6 +169,21 @@ def build_strategy(config: ml_collections.ConfigDict, spec, strategy=None):
     return strategy, strategy.default_params, name, {}
 
 
+def budget_fidelities(strategy, fidelity: Fidelity) -> dict:
+    """``{budget: the Fidelity a child is trained at}``: ``{None: fidelity}`` for a strategy
+    without budgets, and each budget of a multi-fidelity one (``to_fidelity`` of the full
+    ``fidelity`` by its ``budget_resource``)."""
+    out = {None: fidelity}
+    budgets = budgets_of(strategy)
+    if budgets is not None:
+        from jnas.strategies.multi_fidelity import to_fidelity
+
+        resource = getattr(strategy, "budget_resource", "epochs")
+        for b in budgets:
+            out[b] = to_fidelity(fidelity, resource, b, budgets[-1])
+    return out
+
+
 def child_key(seed: int, text: str) -> jax.Array:
     """The training key of the child with architecture ``text``."""
     digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
@@ -208,8 +223,9 @@ def history_header(
 class History:
     """The evaluated children of a search, by architecture text, mirrored in ``history.jsonl``."""
 
-    def __init__(self, path: str, header: dict, space):
+    def __init__(self, path: str, header: dict | None, space, *, check_header: bool = True):
         self.path, self.header, self.space = path, header, space
+        self.check_header = check_header  # False: read a history whatever run it is of
         self.rows: list[dict] = []
         self.by_arch: dict[str, dict] = {}
         self._has_header = False  # the file is written from the first trained child on
@@ -226,7 +242,7 @@ class History:
             raise HistoryError(
                 f"{self.path} line 1 is not a history header: {json.dumps(first)[:200]}"
             )
-        if first["header"] != self.header:
+        if self.check_header and first["header"] != self.header:
             diff = _diff(first["header"], self.header)
             raise IncompatibleCheckpointError(
                 f"{self.path} is the history of another search (it differs from this run in "
@@ -435,13 +451,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
     child_cfg, fidelity = child_settings(config.child)
     stopper = curves.stopper_from_config(config.get("early_stop"))
     budgets = budgets_of(strategy)
-    budget_fidelity = {None: fidelity}  # budget -> the Fidelity it trains a child at
-    if budgets is not None:
-        from jnas.strategies.multi_fidelity import to_fidelity
-
-        resource = getattr(strategy, "budget_resource", "epochs")
-        for b in budgets:
-            budget_fidelity[b] = to_fidelity(fidelity, resource, b, budgets[-1])
+    budget_fidelity = budget_fidelities(strategy, fidelity)
     info, train, val = load_search_data(config)
     if not child_cfg.num_classes:
         child_cfg = dataclasses.replace(child_cfg, num_classes=info.num_classes)

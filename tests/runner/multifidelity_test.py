@@ -20,7 +20,7 @@ import pytest
 
 from experiments.configs import nasrl_hyperband_tiny
 from jnas.config import with_overrides
-from jnas.estimation import curves
+from jnas.estimation import curves, reference
 from jnas.runner import discrete
 from jnas.spaces import child as child_lib
 from jnas.spaces import discrete as discrete_space
@@ -152,7 +152,7 @@ def test_each_budget_is_a_fidelity_and_its_own_evaluation(tmp_path, fake_fmnist_
 def test_the_curve_stop_sees_the_best_of_earlier_rounds_at_its_budget(
     tmp_path, fake_fmnist_dir, monkeypatch
 ):
-    _FakeTraining(monkeypatch)
+    fake = _FakeTraining(monkeypatch)
     decisions = []
     real = curves.CurveStopper.should_stop
 
@@ -189,6 +189,24 @@ def test_the_curve_stop_sees_the_best_of_earlier_rounds_at_its_budget(
     assert summary["num_stopped"] == len(stopped)
     assert summary["child_epochs"] == trained and summary["child_epochs_full"] == 25.0
     assert summary["child_epochs_saved"] == pytest.approx(25.0 - trained) and trained < 23
+
+    # The reference trains every architecture for 5 epochs: those the search trained at 5
+    # and did not stop are reused, the others trained now (none of them stopped).
+    fake.calls.clear()
+    ref = reference.train_fully(str(tmp_path), strategy=_Scripted(space.spec), log=lambda *a: 0)
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    kept = {r["arch"] for r in rows if r["budget"] == 5.0 and not r.get("stopped")}
+    assert fake.calls == [(t, Fidelity(epochs=5)) for t in archs if t not in kept]
+    assert [(c["arch"], c["reward"], c["reused"]) for c in ref["children"]] == [
+        (t, _final(t, 5), t in kept) for t in archs
+    ]
+    best = max(archs, key=lambda t: _final(t, 5))
+    assert (ref["reference_best_arch"], ref["reference_best_reward"]) == (best, _final(best, 5))
+    assert ref["search_best_arch"] == summary["best_arch"]
+    chosen = _final(summary["best_arch"], 5)
+    assert ref["accuracy_loss"] == pytest.approx(_final(best, 5) - chosen)
+    assert ref["child_epochs_reference"] == 25.0 and ref["full_fidelity"] == {"epochs": 5}
+    assert json.load(open(tmp_path / "reference.json"))["accuracy_loss"] == ref["accuracy_loss"]
 
 
 def test_a_fidelity_the_space_cannot_apply_stops_before_anything_runs(
