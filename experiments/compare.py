@@ -38,6 +38,13 @@ from jnas import cli, runtime
 from jnas.errors import EXIT_BUG, ConfigError, JnasError
 
 
+def _write_json(path: str, obj) -> None:
+    """Write ``obj`` as JSON atomically: a rerun after a kill reads the old file or the new."""
+    from jnas.runner.writers import write_text
+
+    write_text(path, json.dumps(obj, indent=2))
+
+
 def methods() -> tuple[str, ...]:
     """The registered gradient strategies with a Fashion-MNIST config."""
     from jnas.strategies.base import STRATEGIES
@@ -171,8 +178,7 @@ def run_method(method: str) -> dict:
             "resumed": resumed,
             "genotype": summary["genotype"],
         }
-        with open(measured, "w") as f:
-            json.dump(result, f, indent=2)
+        _write_json(measured, result)
     genotype = Genotype.parse(result["genotype"])
     result["skips_normal"] = sum(op == "skip_connect" for op, _ in genotype.normal)
     if FLAGS.step_memory:
@@ -244,8 +250,7 @@ def main(argv):
     os.makedirs(FLAGS.workdir, exist_ok=True)
     if FLAGS.child:
         result = run_method(FLAGS.child)
-        with open(os.path.join(FLAGS.workdir, FLAGS.child, "compare.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        _write_json(os.path.join(FLAGS.workdir, FLAGS.child, "compare.json"), result)
         return
     results = []
     for method in chosen:
