@@ -10,7 +10,14 @@ the last checkpoint in ``workdir`` when there is one. The workdir then holds:
   edge (e.g. softmax(alpha)), as JSON lines and TensorBoard events;
 * ``genotypes.jsonl``: the genotype derived after each epoch; ``genotype.txt``: the final one;
 * ``alpha.json``: the final op weights per cell type and edge;
-* ``stages.json`` (multi-stage strategies only): what each stage handed to the next.
+* ``stages.json`` (multi-stage strategies only): what each stage handed to the next;
+* ``summary.json``: the final genotype and the last epoch's metrics (and the retraining's
+  results). A run killed after its last checkpoint writes the same on its rerun (the last
+  epoch's record is part of the checkpoint); a rerun of a finished search keeps it.
+
+Whole files are written atomically and JSON lines by whole-line appends; a torn last line of
+``metrics.jsonl`` or ``genotypes.jsonl`` is dropped on resume (:mod:`jnas.runner.writers`).
+No checkpoint holds a NaN or an infinity (:mod:`jnas.runner.errors`).
 
 ``config.strategy`` names a registered gradient strategy
 (:class:`jnas.strategies.oneshot.GradientStrategy`). One that runs in stages (P-DARTS)
@@ -110,7 +117,9 @@ def search(
       WorkdirConfigError: ``workdir`` belongs to another config (nothing was written).
       UnknownNameError / ValueError: ``config.strategy`` is not a gradient strategy.
       NonFiniteLossError: a loss, or the weights or alpha after a step, became NaN or
-        infinite; nothing of that step was saved.
+        infinite, or the state about to be checkpointed holds a NaN or an infinity (an
+        optimizer moment, a batch-norm statistic); nothing of that step was saved and the
+        last good checkpoint is kept.
 
     The run is inside ``jnas.runner.use_runtime(config)``: ``config.json`` records the
     runtime switches (native kernels, XLA options) the steps were compiled with.

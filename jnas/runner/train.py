@@ -13,7 +13,9 @@ workdir then holds:
   ``best/checkpoints/``: the state with the best test accuracy so far;
 * ``metrics.jsonl`` and ``tb/``: per ``log_every_steps`` the train step's metrics, per epoch
   the epoch means and the test loss and accuracy (JSON lines and TensorBoard);
-* ``results.json``: the final test accuracy, the best one, parameter counts and timings.
+* ``results.json``: the final test accuracy, the best one, parameter counts and timings. A
+  run killed after its last checkpoint writes the same on its rerun (the last test
+  evaluation is part of the checkpoint); a rerun of a finished retraining keeps it.
 
 ``evaluate(workdir, which="final" | "best")`` restores a checkpoint and tests it.
 
@@ -219,7 +221,10 @@ def train(
         (:func:`jnas.validate.check_train_config`; nothing was written).
       jnas.errors.WorkdirConfigError: ``workdir`` belongs to another config.
       jnas.runner.errors.NonFiniteLossError: the loss or the weights after a step became
-        NaN or infinite (nothing of that step is saved).
+        NaN or infinite, or the state about to be checkpointed holds a NaN or an infinity
+        (nothing of that step is saved; the last good checkpoint is kept).
+      IncompatibleCheckpointError: ``workdir`` holds another genotype, or checkpoints of
+        another network or data (nothing in it was written).
     """
     check_train_config(config, genotype=genotype, data=data)
     with use_runtime(config) as (config, runtime):
