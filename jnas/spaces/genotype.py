@@ -29,6 +29,7 @@ import ast
 import dataclasses
 import difflib
 import os
+import re
 import stat
 from collections.abc import Sequence
 
@@ -309,14 +310,25 @@ def _check_concat(concat, field: str) -> tuple[int, ...]:
     return tuple(int(i) for i in concat)
 
 
+# An op as the text form writes it: one plain single- or double-quoted string, so that
+# 'sep\x5fconv_3x3', u'...' or 'sep_' 'conv_3x3' do not silently become another spelling.
+_QUOTED = re.compile(r"'[^'\\\r\n]*'|\"[^\"\\\r\n]*\"")
+
+
 class _Reader:
     """Reads a field of a parsed genotype text; only the shapes the text form has."""
 
     def __init__(self, text: str):
         self.text = text
+        # Where each line starts, once: ast.get_source_segment splits the whole text again
+        # for every node (quadratic in a long text). Python's parser ends a line at \r\n, \r
+        # or \n; the text is ASCII, so the nodes' byte offsets are character offsets.
+        self.starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
 
     def source(self, node: ast.AST) -> str:
-        return ast.get_source_segment(self.text, node) or ast.dump(node)
+        """The text of ``node``."""
+        start = self.starts[node.lineno - 1] + node.col_offset
+        return self.text[start : self.starts[node.end_lineno - 1] + node.end_col_offset]
 
     def int(self, node: ast.AST, what: str) -> int:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -354,6 +366,11 @@ class _Reader:
             if not (isinstance(op, ast.Constant) and type(op.value) is str):
                 raise GenotypeTypeError(
                     f"{field}[{k}]: the op must be a quoted name, got {echo(self.source(op))}"
+                )
+            if not _QUOTED.fullmatch(self.source(op)):
+                raise GenotypeSyntaxError(
+                    f"{field}[{k}]: the op must be written as one plain quoted name (no "
+                    f"escapes, prefixes or joined strings), got {echo(self.source(op))}"
                 )
             out.append((op.value, self.int(idx, f"{field}[{k}]: the input index")))
         return out

@@ -31,6 +31,7 @@ from jnas.spaces.genotype import (
     MAX_FILE_BYTES,
     BinaryGenotypeFileError,
     Genotype,
+    GenotypeFileError,
     GenotypeFileTooLargeError,
     GenotypeRangeError,
     GenotypeSyntaxError,
@@ -142,6 +143,10 @@ GENOTYPE_ROWS = [
     ("edge of three", edit(FIRST, "('sep_conv_3x3', 0, 1)"), GenotypeTypeError, "pair"),
     ("op unquoted", edit(FIRST, "(sep_conv_3x3, 0)"), GenotypeTypeError, "quoted name"),
     ("op bytes", edit(FIRST, "(b'sep_conv_3x3', 0)"), GenotypeTypeError, "quoted name"),
+    ("op escape", edit(FIRST, r"('sep\x5fconv_3x3', 0)"), GenotypeSyntaxError, "plain quoted"),
+    ("op joined", edit(FIRST, "('sep_' 'conv_3x3', 0)"), GenotypeSyntaxError, "plain quoted"),
+    ("op prefix", edit(FIRST, "(u'sep_conv_3x3', 0)"), GenotypeSyntaxError, "plain quoted"),
+    ("op triple-quoted", edit(FIRST, "('''sep_conv_3x3''', 0)"), GenotypeSyntaxError, "plain"),
     ("odd edges", edit(FIRST + ", ", ""), GenotypeRangeError, "two edges per node"),
     (
         "no edges",
@@ -366,6 +371,14 @@ def test_genotype_path_rows(tmp_path):
         (tmp_path / "missing.txt", UnknownGenotypeError, "neither a known genotype name"),
         (str(tmp_path / "a\x00b"), GenotypeSyntaxError, "NUL character"),
     ]
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)  # a symlink to itself: ELOOP
+    rows.append((loop, GenotypeFileError, "cannot read genotype file .*symbolic links"))
+    if os.geteuid() != 0:  # root reads anything
+        locked = tmp_path / "locked.txt"
+        locked.write_text(TEXT)
+        locked.chmod(0)
+        rows.append((locked, GenotypeFileError, "cannot open genotype file .*ermission"))
     if os.path.exists("/dev/null") and stat.S_ISCHR(os.stat("/dev/null").st_mode):
         rows.append(("/dev/null", NotARegularFileError, "character device"))
     if os.path.exists("/dev/zero"):
