@@ -73,8 +73,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import optimize, special
 
+from jnas.errors import JnasError
 
-class CurveError(ValueError):
+
+class CurveError(ValueError, JnasError):
     """A learning curve (or a request about it) that cannot be extrapolated; the message
     names the problem."""
 

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from jnas.errors import JnasError
 from jnas.registry import Registry
 from jnas.spaces import discrete
 from jnas.spaces.discrete import DecisionSpec
@@ -44,7 +45,7 @@ from jnas.spaces.discrete import DecisionSpec
 SPACES = Registry("search space", package="jnas.spaces")
 
 
-class FidelityError(ValueError):
+class FidelityError(ValueError, JnasError):
     """A fidelity that is out of range, or that a space (its child training, its table)
     cannot apply, or multi-fidelity options out of range (eta <= 1, a minimum budget above
     the maximum); raised on the host before anything is trained. One class for spaces and
