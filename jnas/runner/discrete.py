@@ -41,7 +41,7 @@ trains it and whether the run was resumed.
 **Multi-fidelity and early stopping.** A strategy with budgets (successive halving,
 Hyperband, BOHB: ``jnas.strategies.base.budgets_of``) says after each ``ask`` at which budget
 each member is judged (``fidelities_of``); the budget becomes a ``Fidelity``
-(``jnas.strategies.multi_fidelity.to_fidelity``, from ``config.child``'s full fidelity and
+(``jnas.strategies.base.to_fidelity``, from ``config.child``'s full fidelity and
 the strategy's ``budget_resource``), every budget is checked against the space before
 anything trains (``SearchSpace.check_fidelity``: ``FidelityError``), and each (architecture,
 budget) is one evaluation, trained from scratch: its row has ``budget``, the history key is
@@ -97,6 +97,7 @@ from jnas.strategies.base import (
     check_reward,
     fidelities_of,
     make_strategy,
+    to_fidelity,
 )
 
 HISTORY = "history.jsonl"
@@ -176,8 +177,6 @@ def budget_fidelities(strategy, fidelity: Fidelity) -> dict:
     out = {None: fidelity}
     budgets = budgets_of(strategy)
     if budgets is not None:
-        from jnas.strategies.multi_fidelity import to_fidelity
-
         resource = getattr(strategy, "budget_resource", "epochs")
         for b in budgets:
             out[b] = to_fidelity(fidelity, resource, b, budgets[-1])

@@ -35,7 +35,9 @@ Two kinds of strategy, both registered in :data:`STRATEGIES` with their ``kind``
   it to a :class:`jnas.spaces.base.Fidelity` and a table to its columns, raising
   :class:`FidelityError` before anything runs where one cannot be applied. A strategy
   without ``budgets`` judges every candidate at the space's full fidelity: use
-  :func:`budgets_of` and :func:`fidelities_of`, which handle both.
+  :func:`budgets_of` and :func:`fidelities_of`, which handle both. Optionally, a strategy
+  whose budgets follow a fixed cycle says so with ``fidelity_schedule`` (a static tuple:
+  the ladder index of each round of one cycle); a tabular scan uses it to bound its length.
 * **gradient** (one-shot: DARTS, GDAS, ...): see :mod:`jnas.strategies.oneshot`.
 
 A strategy module registers itself::
@@ -188,6 +190,25 @@ def fidelities_of(strategy, state) -> jax.Array | None:
     if budgets_of(strategy) is None:
         return None
     return jnp.asarray(strategy.fidelities(state), jnp.int32)
+
+
+def to_fidelity(full, resource: str, budget: float, max_budget: float):
+    """The :class:`jnas.spaces.base.Fidelity` at which a budget judges a child (host side).
+
+    ``epochs`` / ``num_steps`` set that field to the budget; ``data_fraction`` / ``width``
+    scale the full fidelity's value by ``budget / max_budget``.
+
+    Raises:
+      FidelityError: an unknown resource, or a budget outside (0, max_budget].
+    """
+    if resource not in BUDGET_RESOURCES:
+        raise FidelityError(f"unknown budget_resource {resource!r}; known: {BUDGET_RESOURCES}")
+    if not 0 < float(budget) <= float(max_budget):
+        raise FidelityError(f"budget {budget} is outside (0, max_budget={max_budget}]")
+    if resource in ("epochs", "num_steps"):
+        return dataclasses.replace(full, **{resource: int(round(float(budget)))})
+    scaled = getattr(full, resource) * float(budget) / float(max_budget)
+    return dataclasses.replace(full, **{resource: scaled})
 
 
 def member_keys(key: jax.Array, n: int) -> jax.Array:

@@ -40,7 +40,6 @@ import numpy as np
 from flax import struct
 
 from jnas.spaces import discrete
-from jnas.spaces.base import Fidelity
 from jnas.spaces.discrete import DecisionSpec
 from jnas.strategies.base import (
     BUDGET_RESOURCES,
@@ -50,7 +49,19 @@ from jnas.strategies.base import (
     NoParams,
     keep_if_finite,
     member_keys,
+    to_fidelity,
 )
+
+__all__ = [
+    "BOHB",
+    "BOHBParams",
+    "BracketState",
+    "Hyperband",
+    "SuccessiveHalving",
+    "budget_ladder",
+    "hyperband_brackets",
+    "to_fidelity",
+]
 
 
 def budget_ladder(min_budget=None, max_budget=None, eta=3.0, budgets=None) -> tuple[float, ...]:
@@ -106,25 +117,6 @@ def hyperband_brackets(num_levels: int, eta: float) -> list[list[tuple[int, int]
         n = int(math.ceil((s_max + 1) / (s + 1) * eta**s - 1e-9))
         out.append([(_floor_div(n, eta, i), s_max - s + i) for i in range(s + 1)])
     return out
-
-
-def to_fidelity(full: Fidelity, resource: str, budget: float, max_budget: float) -> Fidelity:
-    """The :class:`Fidelity` at which a budget judges a child (host side).
-
-    ``epochs`` / ``num_steps`` set that field to the budget; ``data_fraction`` / ``width``
-    scale the full fidelity's value by ``budget / max_budget``.
-
-    Raises:
-      FidelityError: an unknown resource, or a budget outside (0, max_budget].
-    """
-    if resource not in BUDGET_RESOURCES:
-        raise FidelityError(f"unknown budget_resource {resource!r}; known: {BUDGET_RESOURCES}")
-    if not 0 < float(budget) <= float(max_budget):
-        raise FidelityError(f"budget {budget} is outside (0, max_budget={max_budget}]")
-    if resource in ("epochs", "num_steps"):
-        return dataclasses.replace(full, **{resource: int(round(float(budget)))})
-    scaled = getattr(full, resource) * float(budget) / float(max_budget)
-    return dataclasses.replace(full, **{resource: scaled})
 
 
 class BracketState(struct.PyTreeNode):
@@ -190,6 +182,11 @@ class _Bracketed(DiscreteStrategy):
                 rows += [(level, j * m, i == 0, j == q - 1) for j in range(q)]
         table = np.asarray(rows, np.int32)
         return tuple(map(tuple, table.T.tolist())), slots
+
+    @property
+    def fidelity_schedule(self) -> tuple[int, ...]:
+        """The ladder index of each round of one cycle (static; see ``jnas.strategies.base``)."""
+        return self._schedule[0][0]
 
     @property
     def period(self) -> int:

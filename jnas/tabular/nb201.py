@@ -22,6 +22,16 @@ ImageNet16-120, and training times for CIFAR-10 only.
 With `fidelity="12"` every dataset is searched on its 12-epoch validation accuracy (the paper's
 own setting), and a CIFAR-10 query costs 12 x `c10_epoch_time_s`.
 
+Multi-fidelity strategies (successive halving, Hyperband, BOHB) are judged at budgets in
+epochs. The objective of every data set carries the fidelities the table has, whatever
+`fidelity` says (that picks the column of the single-fidelity strategies):
+
+- cifar10: 12 epochs `c10_valid_acc_12` (12 x `c10_epoch_time_s` seconds), 200 epochs
+  `c10_valid_acc` (`c10_train_time_200_s`);
+- cifar100, ImageNet16-120: 12 epochs `*_valid_acc_12` only, no times;
+
+so a ladder of 12 and 200 epochs applies to CIFAR-10 only (elsewhere a `FidelityError`).
+
 The budget rule and the search itself are the space-independent `jnas.tabular.search`
 (`make_budget`, `run_search`); `NB201Space.load_table` (the space registered as `nb201`)
 returns this module's `NB201Table`.
@@ -114,6 +124,14 @@ class NB201Table:
             seconds = 12.0 * self.columns["c10_epoch_time_s"] if dataset == "cifar10" else None
         test = f"{p}_test_acc"
         f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
+        if dataset == "cifar10":
+            budgets = (12.0, 200.0)
+            by_budget = np.stack([self.columns["c10_valid_acc_12"], self.columns["c10_valid_acc"]])
+            times = np.stack(
+                [12.0 * self.columns["c10_epoch_time_s"], self.columns["c10_train_time_200_s"]]
+            )
+        else:
+            budgets, by_budget, times = (12.0,), self.columns[f"{p}_valid_acc_12"][None], None
         return Objective(
             valid=f32(self.columns[valid]),
             test=f32(self.columns[test]),
@@ -121,6 +139,10 @@ class NB201Table:
             dataset=dataset,
             valid_column=valid,
             test_column=test,
+            fidelity_valid=f32(by_budget),
+            fidelity_seconds=f32(times),
+            fidelity_budgets=budgets,
+            fidelity_resource="epochs",
         )
 
     def best(self, dataset: str) -> tuple[float, str, int]:
