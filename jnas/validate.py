@@ -187,6 +187,7 @@ class _Problems:
 
     def __init__(self, prefix: str):
         self.prefix, self.lines = prefix, []
+        self.named: list[JnasError] = []  # the named errors the hooks raised
 
     def add(self, key: str | None, message: str) -> None:
         where = f"{self.prefix}{key}" if key else self.prefix.rstrip(".")
@@ -198,6 +199,7 @@ class _Problems:
         try:
             return fn(*args, **kw)
         except JnasError as e:
+            self.named.append(e)
             self.add(None, f"{what}: {_one_line(e)}")
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             self.add(None, f"{what}: {_one_line(e)}")
@@ -206,6 +208,8 @@ class _Problems:
     def raise_if_any(self, command: str) -> None:
         if not self.lines:
             return
+        if len(self.lines) == 1 and len(self.named) == 1:
+            raise self.named[0]  # one problem, already a named error (e.g. a genotype's)
         if len(self.lines) == 1:
             raise ConfigError(f"invalid config for {command}: {self.lines[0]}")
         lines = "\n".join(f"  - {ln}" for ln in self.lines[:20])
@@ -268,7 +272,7 @@ def _check_data(config, problems: _Problems) -> None:
         near = difflib.get_close_matches(str(name), known, n=1)
         hint = f"did you mean {near[0]!r}? " if near else ""
         problems.add(
-            "data.name", f"unknown data set {clip(name, 100)!r}; {hint}known: {', '.join(known)}"
+            "data.name", f"unknown data set {clip(name)!r}; {hint}known: {', '.join(known)}"
         )
         return
     if _get(config, "data.source") == "idx" and not info.supports_idx:
@@ -341,7 +345,7 @@ def check_search_config(config, *, strategy=None, prefix: str = "") -> None:
     kind = "discrete" if strategy is not None else None
     if kind is None:
         if not isinstance(name, str):
-            problems.add("strategy", f"{clip(name, 100)} is not a strategy name (a string)")
+            problems.add("strategy", f"{clip(name)} is not a strategy name (a string)")
         else:
             kind = problems.hook("strategy", kind_of, name)
     if kind == "gradient":
@@ -353,9 +357,18 @@ def check_search_config(config, *, strategy=None, prefix: str = "") -> None:
 
     retrain = config.get("retrain")
     if retrain is not None and hasattr(retrain, "keys") and retrain.get("enabled", False):
+        if "train" not in retrain:
+            problems.add(
+                "retrain",
+                "retrain.enabled is true but config.retrain is not an evaluation config (it has "
+                "no 'train' section): give it one, as experiments/configs/darts_fashion_mnist.py "
+                "does, or leave retrain.enabled false",
+            )
+            problems.raise_if_any("experiments.search")
         sub = _Problems(f"{prefix}retrain.")
         _check_train(retrain, sub, genotype_given=True)
         problems.lines += sub.lines
+        problems.named += sub.named
     problems.raise_if_any("experiments.search")
 
 
@@ -366,8 +379,8 @@ def _check_gradient(config, name: str, problems: _Problems) -> None:
         config, ("search.epochs", "search.batch_size", "optim_w.lr", "optim_alpha.lr"), problems
     )
     strategy = problems.hook("strategy", gradient_strategy, name)
-    if strategy is None:
-        return
+    if strategy is None or problems.lines:
+        return  # the space's and strategy's own checks need sane basic values
     problems.hook("the search space", space_from_config, config)
     before = len(problems.lines)
     check = getattr(strategy, "check_config", None)
@@ -442,6 +455,6 @@ def _check_train(config, problems: _Problems, *, genotype_given: bool, data_give
         if g is _MISSING or g is None:
             problems.add("genotype", "missing: a published name, a Genotype(...) text or a file")
         elif not isinstance(g, str):
-            problems.add("genotype", f"{clip(g, 100)} is not a name, text or path (a string)")
+            problems.add("genotype", f"{clip(g)} is not a name, text or path (a string)")
         else:
             problems.hook("genotype", get_genotype, g)

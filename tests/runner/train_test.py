@@ -13,6 +13,7 @@ import pytest
 from experiments.configs import eval_tiny
 from jnas.config import with_overrides
 from jnas.data import get_dataset_info
+from jnas.errors import WorkdirConfigError
 from jnas.runner import train as train_lib
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError
 from jnas.runner.errors import NonFiniteLossError
@@ -134,8 +135,10 @@ def test_bad_input_fails_before_compiling(tmp_path, monkeypatch):
 
 def test_other_genotype_in_same_workdir_is_refused(finished):
     workdir, _ = finished
-    with pytest.raises(IncompatibleCheckpointError, match="another genotype"):
+    with pytest.raises(WorkdirConfigError, match="genotype"):  # config.json's check
         train_lib.train(_config(genotype="DARTS_V1"), workdir, data=DATA)
+    with pytest.raises(IncompatibleCheckpointError, match="another genotype"):  # past it
+        train_lib.train(_config(genotype="DARTS_V1"), workdir, data=DATA, allow_config_change=True)
 
 
 def test_genotype_argument_and_file(tmp_path):
