@@ -8,12 +8,13 @@ Config overrides on the command line, e.g. `--config.seeds=10 --config.budget=20
 
 import json
 
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
 
 from jnas import cli, runtime
 from jnas.errors import ConfigError
 from jnas.tabular import experiment
+from jnas.validate import check_tabular_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _JSON = flags.DEFINE_string("json", None, "Also write the result rows as a JSON list here.")
@@ -24,6 +25,8 @@ def main(argv):
     runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     if len(argv) > 1:
         raise ConfigError(cli.unexpected_arguments(argv))
+    logging.set_verbosity(logging.WARNING)
+    check_tabular_config(_CONFIG.value)  # before the table is read or anything compiles
     rows = experiment.run_experiment(_CONFIG.value)
     print(experiment.format_rows(rows))
     if _JSON.value:

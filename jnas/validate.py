@@ -35,7 +35,14 @@ from typing import Any
 
 from jnas.errors import ConfigError, JnasError, clip
 
-__all__ = ["RULES", "Rule", "check_search_config", "check_train_config"]
+__all__ = [
+    "RULES",
+    "TABULAR_RULES",
+    "Rule",
+    "check_search_config",
+    "check_tabular_config",
+    "check_train_config",
+]
 
 
 def _is_int(v) -> bool:
@@ -458,3 +465,60 @@ def _check_train(config, problems: _Problems, *, genotype_given: bool, data_give
             problems.add("genotype", f"{clip(g)} is not a name, text or path (a string)")
         else:
             problems.hook("genotype", get_genotype, g)
+
+
+TABULAR_RULES: tuple[Rule, ...] = _rules(
+    {
+        "seed": _int(),
+        "seeds": _int(1),
+        "population_size": _int(1),
+        "budget": _num(0.0, strict=True),
+        "budget_unit": _choice("auto", "queries", "seconds"),
+        "time_budget_s": (
+            "None or a finite number > 0",
+            lambda v: v is None or (_is_num(v) and v > 0),
+        ),
+    }
+)
+
+
+def check_tabular_config(config) -> None:
+    """Raise :class:`ConfigError` unless ``config`` is a valid tabular-benchmark config
+    (``experiments/configs/nb201.py``): the ranges of :data:`TABULAR_RULES`, a space with a
+    table, registered discrete strategies with valid options, a non-empty list of data set
+    names. The table itself (and so its data set names) is read by the run."""
+    if not hasattr(config, "keys"):
+        raise ConfigError(f"the config is a {type(config).__name__}, not a ConfigDict")
+    if "strategies" not in config:
+        hint = "search config" if "strategy" in config else "config"
+        hint = "evaluation config" if "genotype" in config else hint
+        raise ConfigError(
+            f"this is a {hint}, not a tabular-benchmark config (it has no 'strategies'): run "
+            "it with python -m experiments.search or experiments.train"
+        )
+    problems = _Problems("")
+    _check_rules(config, problems, TABULAR_RULES)
+    _require(config, ("space", "seed", "seeds", "budget", "datasets"), problems)
+    strategies, datasets = config.get("strategies"), config.get("datasets")
+    for key, value in (("strategies", strategies), ("datasets", datasets)):
+        if value is not None and (
+            isinstance(value, str)
+            or not isinstance(value, (tuple, list))
+            or not value
+            or not all(isinstance(v, str) for v in value)
+        ):
+            problems.add(key, f"{clip(value)} is not a non-empty list of names")
+    if problems.lines:
+        problems.raise_if_any("experiments.tabular")
+    from jnas.spaces.base import make_space
+    from jnas.strategies.base import make_strategy
+
+    space = problems.hook("space", make_space, config.space)
+    if space is not None and not getattr(space, "has_table", False):
+        problems.add("space.name", f"{config.space.name!r} has no table to search")
+        space = None
+    if space is not None:
+        m = config.get("population_size", 1)
+        for name in strategies:
+            problems.hook(name, make_strategy, name, space.spec, m, config.get(name))
+    problems.raise_if_any("experiments.tabular")

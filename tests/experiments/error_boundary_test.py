@@ -470,6 +470,32 @@ def test_every_shipped_config_is_valid_for_its_command(repo_root, monkeypatch):
         validate.check_search_config(bad)
 
 
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        ({"seeds": 0}, r"seeds: 0 is not an integer >= 1"),
+        ({"budget": float("nan"), "population_size": 0}, r"\(2 problems\)"),
+        ({"budget_unit": "hours"}, r"budget_unit: hours is not one of"),
+        ({"strategies": ("random", "hill")}, r"unknown strategy 'hill'"),
+        ({"strategies": "random"}, r"strategies: random is not a non-empty list"),
+        ({"datasets": ()}, r"datasets: \(\) is not a non-empty list"),
+        ({"space.name": "darts"}, r"'darts' has no table"),
+        ({"evolution.pool_sizes": 4}, r"unknown option\(s\) \[.pool_sizes.\]"),
+    ],
+)
+def test_tabular_configs_are_checked_before_the_table_is_read(overrides, pattern):
+    from experiments.configs import nb201_tiny
+
+    config = nb201_tiny.get_config()
+    validate.check_tabular_config(config)
+    config = ml_collections.ConfigDict(config.to_dict(), type_safe=False)  # any value
+    for key, value in overrides.items():
+        section, _, leaf = key.rpartition(".")
+        (config[section] if section else config)[leaf] = value
+    with pytest.raises(JnasError, match=pattern):
+        validate.check_tabular_config(config)
+
+
 def _toy_check(config):
     if config.toy.width % 3:
         raise ConfigError(f"toy.width={config.toy.width} must be a multiple of 3")
