@@ -18,6 +18,7 @@ from flax import struct
 
 from experiments.configs import nasrl_tiny
 from jnas.config import with_overrides
+from jnas.errors import WorkdirConfigError
 from jnas.runner import discrete, run_search
 from jnas.runner.checkpoint import IncompatibleCheckpointError
 from jnas.runner.data import load_search_data
@@ -300,8 +301,11 @@ def test_the_child_fidelity_comes_from_config_child(tmp_path, fake_fmnist_dir, m
         assert row["params"] == count_params(half, (28, 28, 1))
         assert [x.num_filters for x in half.arch.layers] == [2, 2]
     # The same workdir at full width is another run.
-    with pytest.raises(IncompatibleCheckpointError, match="child.width: 0.5 there"):
-        discrete.search(_config(fake_fmnist_dir, **{"search.rounds": 1}), str(tmp_path))
+    full = _config(fake_fmnist_dir, **{"search.rounds": 1})
+    with pytest.raises(WorkdirConfigError, match="child.width: 0.5 -> 1.0"):  # config.json's
+        discrete.search(full, str(tmp_path))
+    with pytest.raises(IncompatibleCheckpointError, match="child.width: 0.5 there"):  # past it
+        discrete.search(full, str(tmp_path), allow_config_change=True)
 
 
 def test_unknown_strategy_options_are_named(tmp_path, fake_fmnist_dir):
