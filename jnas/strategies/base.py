@@ -195,7 +195,8 @@ def fidelities_of(strategy, state) -> jax.Array | None:
 def to_fidelity(full, resource: str, budget: float, max_budget: float):
     """The :class:`jnas.spaces.base.Fidelity` at which a budget judges a child (host side).
 
-    ``epochs`` / ``num_steps`` set that field to the budget; ``data_fraction`` / ``width``
+    ``epochs`` / ``num_steps`` set that field to the budget (and clear the other: a fidelity
+    gives the training length once); ``data_fraction`` / ``width``
     scale the full fidelity's value by ``budget / max_budget``.
 
     Raises:
@@ -205,8 +206,9 @@ def to_fidelity(full, resource: str, budget: float, max_budget: float):
         raise FidelityError(f"unknown budget_resource {resource!r}; known: {BUDGET_RESOURCES}")
     if not 0 < float(budget) <= float(max_budget):
         raise FidelityError(f"budget {budget} is outside (0, max_budget={max_budget}]")
-    if resource in ("epochs", "num_steps"):
-        return dataclasses.replace(full, **{resource: int(round(float(budget)))})
+    if resource in ("epochs", "num_steps"):  # the budget is the training length: one of them
+        other = "num_steps" if resource == "epochs" else "epochs"
+        return dataclasses.replace(full, **{resource: int(round(float(budget))), other: None})
     scaled = getattr(full, resource) * float(budget) / float(max_budget)
     return dataclasses.replace(full, **{resource: scaled})
 

@@ -446,8 +446,10 @@ class BOHB(_Bracketed):
         return jnp.sum(jnp.where(mask[None, :], k, 0.0), -1) / jnp.maximum(num, 1)
 
     def _sample(self, key, state, params):
-        k_random, k_coin, k_pick, k_keep, k_value = jax.random.split(key, 5)
-        random_arch = discrete.sample_uniform(self.spec, k_random)
+        # The uniform draw uses the member's key itself, as Hyperband's: without a model (or
+        # with random_fraction 1) BOHB asks what Hyperband asks, draw for draw.
+        random_arch = discrete.sample_uniform(self.spec, key)
+        k_coin, k_pick, k_keep, k_value = jax.random.split(jax.random.fold_in(key, 1), 4)
         level = self.model_level(state, params)
         model = state.model
         lv = jnp.maximum(level, 0)

@@ -7,6 +7,11 @@ set and strategy, `run_search` runs `config.seeds` independent searches as one v
 and one row reports the mean and standard deviation over seeds of the test accuracy of each
 search's final choice, next to the table's best test accuracy.
 
+Multi-fidelity strategies (`successive_halving`, `hyperband`, `bohb`) run beside the others
+on the same simulated-time budget and seeds; each candidate is judged at the budget its
+strategy asks (`jnas.tabular.search`). Every (data set, strategy) pair is checked before the
+first search runs: a budget a data set's table lacks is a `FidelityError` naming both.
+
 A table is what the space's `load_table(path)` returns; the experiment uses its `datasets`,
 `objective(dataset, fidelity)` (an `Objective`) and `best(dataset)` (`(test accuracy %,
 arch text, index)`), as `jnas.tabular.nb201.NB201Table` has them.
@@ -19,7 +24,7 @@ import numpy as np
 
 from jnas.spaces.base import make_space
 from jnas.strategies.base import make_strategy
-from jnas.tabular.search import best_so_far, make_budget, run_search
+from jnas.tabular.search import best_so_far, check_fidelities, make_budget, run_search
 
 ROW_KEYS = (
     "strategy",
@@ -50,9 +55,13 @@ def _searches(config):
     unknown = [d for d in datasets if d not in table.datasets]
     if unknown:
         raise ValueError(f"unknown dataset(s) {unknown}; known: {list(table.datasets)}")
+    objectives = {d: table.objective(d, config.fidelity) for d in datasets}
+    for objective in objectives.values():  # every pair, before anything runs
+        for strategy, _ in built.values():
+            check_fidelities(strategy, objective)
     root = jax.random.key(config.seed)
     for d, dataset in enumerate(datasets):
-        objective = table.objective(dataset, config.fidelity)
+        objective = objectives[dataset]
         budget = make_budget(objective, config.budget, config.budget_unit, config.time_budget_s)
         key = jax.random.fold_in(root, d)  # the same seeds for every strategy
         for name, (strategy, params) in built.items():
