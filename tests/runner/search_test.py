@@ -12,6 +12,7 @@ import pytest
 
 from experiments.configs import darts_tiny
 from jnas.config import with_overrides
+from jnas.errors import WorkdirConfigError
 from jnas.runner import search as search_lib
 from jnas.runner.checkpoint import IncompatibleCheckpointError
 from jnas.runner.errors import NonFiniteLossError
@@ -79,8 +80,12 @@ def test_incompatible_checkpoint_is_reported_and_kept(tmp_path, fake_fmnist_dir,
     workdir = str(tmp_path / "copy")
     shutil.copytree(ref_dir, workdir)
     before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    config = _config(fake_fmnist_dir, **{"model.C": 6})
+    with pytest.raises(WorkdirConfigError, match=r"model.C: 4 -> 6"):  # config.json's check
+        search_lib.search(config, workdir)
+    # Past it (allowed), the checkpoint's own check refuses the other network.
     with pytest.raises(IncompatibleCheckpointError, match="does not fit this run"):
-        search_lib.search(_config(fake_fmnist_dir, **{"model.C": 6}), workdir)
+        search_lib.search(config, workdir, allow_config_change=True)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
