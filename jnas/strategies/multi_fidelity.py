@@ -64,6 +64,11 @@ __all__ = [
 ]
 
 
+# The score of an empty slot: the most negative finite float32 (a state the host loops may
+# checkpoint holds no infinity; any reward sorts above it).
+EMPTY = float(np.finfo(np.float32).max)
+
+
 def budget_ladder(min_budget=None, max_budget=None, eta=3.0, budgets=None) -> tuple[float, ...]:
     """The budget ladder from ``min_budget``/``max_budget``/``eta`` or an explicit ``budgets``.
 
@@ -123,7 +128,7 @@ class BracketState(struct.PyTreeNode):
     """Attributes:
     t: int32, rounds told (the schedule's position is ``t mod period``).
     budget: int32 ``[m]``, the ladder index of each member of the last ask.
-    cur_archs, cur_scores: the rung being told (``[S, length]``, ``[S]``; -inf: empty).
+    cur_archs, cur_scores: the rung being told (``[S, length]``, ``[S]``; ``-EMPTY``: empty).
     prev_archs, prev_scores: the previous rung, sorted by reward, best first.
     num_told: int32.
     model: the strategy's model data (BOHB: its observations; an empty dict otherwise).
@@ -216,9 +221,9 @@ class _Bracketed(DiscreteStrategy):
             t=jnp.zeros((), jnp.int32),
             budget=jnp.full((self.population_size,), len(self.budgets) - 1, jnp.int32),
             cur_archs=jnp.zeros((slots, length), jnp.int32),
-            cur_scores=jnp.full((slots,), -jnp.inf, jnp.float32),
+            cur_scores=jnp.full((slots,), -EMPTY, jnp.float32),
             prev_archs=jnp.zeros((slots, length), jnp.int32),
-            prev_scores=jnp.full((slots,), -jnp.inf, jnp.float32),
+            prev_scores=jnp.full((slots,), -EMPTY, jnp.float32),
             num_told=jnp.zeros((), jnp.int32),
             model=self._init_model(key),
         )
@@ -265,7 +270,7 @@ class _Bracketed(DiscreteStrategy):
         new = state.replace(
             t=state.t + 1,
             cur_archs=cur_archs,
-            cur_scores=jnp.where(ends, -jnp.inf, cur_scores),
+            cur_scores=jnp.where(ends, -EMPTY, cur_scores),
             prev_archs=jnp.where(ends, cur_archs[order], state.prev_archs),
             prev_scores=jnp.where(ends, cur_scores[order], state.prev_scores),
             num_told=state.num_told + rewards.shape[0],
@@ -392,7 +397,7 @@ class BOHB(_Bracketed):
         k, c, d = len(self.budgets), int(self.max_observations), self.spec.length
         return dict(
             archs=jnp.zeros((k, c, d), jnp.int32),
-            loss=jnp.full((k, c), jnp.inf, jnp.float32),
+            loss=jnp.full((k, c), EMPTY, jnp.float32),
             count=jnp.zeros((k,), jnp.int32),
         )
 
@@ -456,7 +461,7 @@ class BOHB(_Bracketed):
         data, loss = model["archs"][lv], model["loss"][lv]
         n = jnp.minimum(model["count"][lv], int(self.max_observations))
         good_rows, bad_rows, _ = self._split_sizes(n, params)
-        order = jnp.argsort(loss, stable=True)  # empty slots (inf) last
+        order = jnp.argsort(loss, stable=True)  # empty slots (EMPTY) last
         rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))
         good = rank < good_rows
         bad = (rank >= good_rows) & (rank < good_rows + bad_rows)
