@@ -17,8 +17,9 @@ ending above the best accuracy seen at its budget in earlier rounds.
 
 The children: the NAS-RL chain CNN of ``nasrl_fashion_mnist.py`` (4 layers, filter sizes
 {1, 3, 5, 7}, {8, 12, 16, 24} filters, skip connections), trained with SGD (Nesterov 0.9,
-lr 0.05, batch 64) on 2,000 search-train images and scored on 2,000 search-val images (the
-first 4,000 training images, halved).
+lr 0.05, batch 32) on 512 search-train images and scored on 512 search-val images (the
+first 1,024 training images, halved), both resized to 14x14 (a fidelity of every child:
+``child.resolution``).
 
 ``summary.json`` reports ``child_epochs`` (trained) against ``child_epochs_full`` (each
 architecture once for 9 epochs) and ``child_epochs_saved``; ``python -m
@@ -36,12 +37,15 @@ from experiments.configs import nasrl_fashion_mnist
 def get_config() -> ml_collections.ConfigDict:
     config = nasrl_fashion_mnist.get_config()
     config.strategy = "hyperband"
-    config.data.limit = 4_000  # 2,000 search-train + 2,000 search-val images
+    config.data.limit = 1_024  # 512 search-train + 512 search-val images
 
-    # Full fidelity: 9 epochs over all 2,000 search-train images (the budget ladder's top).
-    config.child.batch_size = 64
+    # Full fidelity: 9 epochs (16 steps of 32 images each) over the 512 search-train images
+    # at 14x14 pixels (the budget ladder's top; `--config.child.resolution=None`: 28x28,
+    # about 3x the time per step).
+    config.child.batch_size = 32
     config.child.epochs = 9
-    config.child.resolution = config_dict.placeholder(int)  # None: the images' own (28)
+    config.child.resolution = config_dict.placeholder(int)  # None: the images' own
+    config.child.resolution = 14
     # (child.num_steps, 50, is not used: epochs set the training length.)
 
     config.search.rounds = 22  # one cycle of Hyperband's brackets at eta 3 over 1..9 epochs

@@ -18,6 +18,7 @@ def get_config():
     config.child.batch_size = 16
     config.child.eval_batch_size = 64
     config.child.epochs = 3
+    config.child.resolution = None  # the images' own 28x28
     config.search.rounds = 6
     config.hyperband.min_budget = 1.0
     config.hyperband.max_budget = 3.0
