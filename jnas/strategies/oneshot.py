@@ -20,9 +20,10 @@ with two phases, an architecture phase (alpha on the validation batch) and a wei
   architecture phase is skipped at run time (``lax.cond``: only its validation loss is
   computed, as PC-DARTS and P-DARTS do), else its update is only masked.
 
-Every step also returns the global norms of the updated weights and alpha (``param_norm``,
-``alpha_norm``), so that a host loop sees a step that sent them to infinity before it
-saves anything.
+A step that sends the weights to infinity shows in the next step's losses, and
+:meth:`jnas.runner.checkpoint.Checkpointer.save` refuses a state with a NaN or an infinity,
+so a host loop never saves one (the step itself computes no extra norms: they would add a
+reduction per parameter leaf to every step).
 
 A gradient strategy is one module that registers a :class:`GradientStrategy`::
 
@@ -346,15 +347,10 @@ class OneShotSearch:
 
     def finish(self, state, new, metrics, lr):
         """The next state from the phases' ``(params, batch_stats, alpha, w_opt_state,
-        a_opt_state)``, and the metrics with the learning rate, the extra metrics and the
-        updated weights' and alpha's global norms (averaged over devices under pmap)."""
+        a_opt_state)``, and the metrics with the learning rate and the extra metrics
+        (averaged over devices under pmap)."""
         params, batch_stats, alpha, w_opt_state, a_opt_state = new
-        metrics = dict(
-            metrics,
-            lr=lr,
-            param_norm=optax.global_norm(params),
-            alpha_norm=optax.global_norm(alpha),
-        )
+        metrics = dict(metrics, lr=lr)
         if self.extra_metrics_fn is not None:
             metrics.update(self.extra_metrics_fn(state.step))
         if self.axis_name is not None:

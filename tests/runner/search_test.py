@@ -107,43 +107,6 @@ def test_nan_loss_stops_without_overwriting(tmp_path, fake_fmnist_dir, monkeypat
     assert steps and max(steps) <= 4
 
 
-def test_a_step_that_sends_the_weights_to_infinity_is_not_saved(
-    tmp_path, fake_fmnist_dir, monkeypatch
-):
-    """The losses of step 5 are finite (computed before the update), the weights after it
-    are not: the run stops before the checkpoint that would follow that step (step 6)."""
-    import jax
-    import jax.numpy as jnp
-
-    original = search_lib._Steps.run
-
-    def poisoned(self, state, step, train, val):
-        if step == 5:  # an infinite momentum buffer: the update, not the loss, blows up
-            inf = jax.tree.map(
-                lambda x: x * jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else x,
-                state.w_opt_state,
-            )
-            state = state.replace(w_opt_state=inf)
-        state, m = original(self, state, step, train, val)
-        if step == 5:
-            assert np.isfinite(float(m["train_loss"])) and np.isfinite(float(m["val_loss"]))
-        return state, m
-
-    monkeypatch.setattr(search_lib._Steps, "run", poisoned)
-    workdir = str(tmp_path / "inf")
-    with pytest.raises(NonFiniteLossError, match=r"param_norm is (nan|inf) at step 5"):
-        search_lib.search(_config(fake_fmnist_dir), workdir)
-    steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
-    assert steps == [3]  # checkpoint_every_steps=3: step 6 is never saved
-
-
-def test_unknown_config_key_is_named(tmp_path, repo_root, fake_fmnist_dir):
-    cmd = _cli(repo_root, str(tmp_path / "w"), fake_fmnist_dir, "--config.model.widht=3")
-    out = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=120)
-    assert out.returncode != 0
-    assert "widht" in out.stderr
-
-
 def test_missing_dataset_is_named(tmp_path, repo_root):
     cmd = _cli(repo_root, str(tmp_path / "w"), str(tmp_path / "empty"), "--config.data.name=svhn")
     out = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)

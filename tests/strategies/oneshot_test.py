@@ -84,21 +84,11 @@ def test_fused_and_two_phase_steps_agree(weights_first, skip_warmup):
         if skip_warmup:  # the skipped phase computes no alpha gradient
             assert float(history[0][1]["grad_norm_alpha"]) == 0.0
         for m in results[fuse][1]:
-            for k in ("param_norm", "alpha_norm", "train_loss", "val_loss"):
+            for k in ("train_loss", "val_loss"):
                 assert np.isfinite(float(m[k])), k
     (fused, m_fused), (two, m_two) = results[True], results[False]
     chex.assert_trees_all_close(fused, two, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(m_fused, m_two, rtol=1e-5, atol=1e-6)
-
-
-def test_param_norm_is_of_the_updated_weights():
-    search = _search(fuse=True, weights_first=False, skip_warmup=False, arch_start_step=0)
-    batches = _batches(1)
-    state = search.init(jax.random.PRNGKey(1), batches[0]["image"][:2])
-    new, m = jax.jit(search.step)(state, batches[0], batches[1])
-    np.testing.assert_allclose(float(m["param_norm"]), float(optax.global_norm(new.params)))
-    np.testing.assert_allclose(float(m["alpha_norm"]), float(optax.global_norm(new.alpha)))
-    assert float(optax.global_norm(new.params)) != float(optax.global_norm(state.params))
 
 
 def test_weights_first_needs_first_order():
