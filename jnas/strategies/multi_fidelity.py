@@ -358,14 +358,22 @@ class BOHB(_Bracketed):
     newest ``max_observations`` per budget.
 
     Attributes (static): as :class:`Hyperband`, plus ``num_samples`` (64),
-    ``max_observations`` (256), ``min_points_in_model`` (None: d + 1). Params (traced):
+    ``max_observations`` (256), ``min_points_in_model`` (None: d + 1), ``exclude_observed``
+    (False, as HpBandSter; True: a model proposal already observed at the model's budget is
+    passed over for another sample, unless all are; not part of BOHB). Params (traced):
     ``top_n_percent`` (15), ``random_fraction`` (1/3), ``min_bandwidth`` (1e-3).
     """
 
     num_samples: int = 64
     max_observations: int = 256
     min_points_in_model: int | None = None
-    STATIC = _Bracketed.STATIC + ("num_samples", "max_observations", "min_points_in_model")
+    exclude_observed: bool = False
+    STATIC = _Bracketed.STATIC + (
+        "num_samples",
+        "max_observations",
+        "min_points_in_model",
+        "exclude_observed",
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -477,6 +485,9 @@ class BOHB(_Bracketed):
         l = self._pdf(xs, data, good, good_rows, bw_good)  # noqa: E741 - the paper's l(x)
         g = self._pdf(xs, data, bad, bad_rows, bw_bad)
         ratio = jnp.maximum(g, 1e-32) / jnp.maximum(l, 1e-32)
+        if self.exclude_observed:
+            seen = jnp.any(jnp.all(xs[:, None, :] == data[None], -1) & (loss < jnp.inf), -1)
+            ratio = jnp.where(seen, jnp.inf, ratio)
         best = xs[jnp.argmin(ratio)]
         use_model = (level >= 0) & (jax.random.uniform(k_coin) >= params.random_fraction)
         return jnp.where(use_model, best, random_arch)
