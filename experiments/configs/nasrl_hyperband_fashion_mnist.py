@@ -12,8 +12,10 @@ default eta); one cycle of brackets asks 9 children at 1 epoch (3 go on to 3 epo
 against 153 for training the 17 for 9 epochs each. Each training is from scratch (cosine
 decay over its own budget), one child per round (``children_per_round`` 1: the paper's
 sequential Hyperband). ``early_stop`` stops a child, after each of its epochs from the
-third, when its learning curve gives it a probability below 0.05 (the paper's threshold) of
-ending above the best accuracy seen at its budget in earlier rounds.
+fourth (with three points only the two-parameter curve families can be fitted), when its
+learning curve gives it a probability below 0.05 (the paper's threshold) of ending above
+the best accuracy seen at its budget in earlier rounds; the curve's noise is taken as at
+least 0.5 / sqrt(512) = 0.022, the largest standard error of an accuracy on 512 images.
 
 The children: the NAS-RL chain CNN of ``nasrl_fashion_mnist.py`` (4 layers, filter sizes
 {1, 3, 5, 7}, {8, 12, 16, 24} filters, skip connections), trained with SGD (Nesterov 0.9,
@@ -57,6 +59,6 @@ def get_config() -> ml_collections.ConfigDict:
     )
     # jnas.estimation.curves.CurveStopper (Domhan et al.: threshold 0.05).
     config.early_stop = ml_collections.ConfigDict(
-        dict(enabled=True, threshold=0.05, min_points=3, noise_floor=0.005)
+        dict(enabled=True, threshold=0.05, min_points=4, noise_floor=0.005)
     )
     return config

@@ -47,7 +47,9 @@ anything trains (``SearchSpace.check_fidelity``: ``FidelityError``), and each (a
 budget) is one evaluation, trained from scratch: its row has ``budget``, the history key is
 ``"<arch> @ <budget>"``, and the best architecture is chosen among evaluations at the
 largest budget. ``config.early_stop`` (``enabled``, ``threshold`` (0.05), ``min_points``,
-``families``, ``noise_floor``; ``jnas.estimation.curves``) stops a child after an epoch when
+``families``, ``noise_floor``, raised to ``0.5 / sqrt(n)`` for n validation images: the
+largest binomial standard error of an accuracy measured on them; the history header
+records the value used; ``jnas.estimation.curves``) stops a child after an epoch when
 its learning curve gives it a probability below ``threshold`` of beating the best reward
 at its fidelity in the earlier rounds (earlier rounds only: the decision does not depend on
 which child of a round finished first, so a resumed run makes it again); its reward is then
@@ -457,6 +459,9 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> dict:
     image_shape = train[0].shape[1:]  # [H, W, C]
     for fid in budget_fidelity.values():  # FidelityError before anything is trained
         space.check_fidelity(fid, image_shape)
+    if stopper is not None:  # no curve is known better than its validation set measures it
+        floor = 0.5 / math.sqrt(len(val[1]))
+        stopper = dataclasses.replace(stopper, noise_floor=max(stopper.noise_floor, floor))
     full_steps, full_per_epoch = child_lib.planned_steps(
         child_cfg, budget_fidelity[budgets[-1] if budgets else None], train[0].shape[0]
     )

@@ -32,7 +32,7 @@ from jnas.strategies.base import DiscreteStrategy, NoParams
 
 # Round r asks architecture CODES[r] at budget index LEVELS[r] of (1, 5) epochs: three at 1
 # epoch, two of them again at 5 (a rung), then two new ones at 5.
-CODES = (5, 9, 17, 9, 5, 30, 12)
+CODES = (28, 9, 17, 28, 9, 5, 12)
 LEVELS = (0, 0, 0, 1, 1, 1, 1)
 
 
@@ -169,6 +169,9 @@ def test_the_curve_stop_sees_the_best_of_earlier_rounds_at_its_budget(
     summary = discrete.search(config, str(tmp_path), strategy=_Scripted(space.spec))
     header, rows = _rows(str(tmp_path))
     assert header["early_stop"]["threshold"] == 0.05 and header["early_stop"]["min_points"] == 2
+    # The noise floor: at least the binomial standard error bound 0.5 / sqrt(64 images).
+    assert header["early_stop"]["noise_floor"] == 0.0625
+    stopper = curves.CurveStopper(min_points=2, noise_floor=0.0625)
     # Only the 5-epoch children are asked (after epochs 1 to 4); each against the best
     # finished 5-epoch reward of the rounds before its own.
     expected = []
@@ -179,7 +182,7 @@ def test_the_curve_stop_sees_the_best_of_earlier_rounds_at_its_budget(
         best = max(earlier, default=None)
         curve = _fake_curve(row["arch"], 5)
         for e in range(1, int(row["epochs"]) + 1 if row.get("stopped") else 5):
-            stop = real(curves.CurveStopper(min_points=2), curve[:e], best, 5.0)
+            stop = real(stopper, curve[:e], best, 5.0)
             expected.append((tuple(curve[:e]), best, 5.0, stop))
     assert decisions == expected
     stopped = [r for r in rows if r.get("stopped")]
