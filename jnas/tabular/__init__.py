@@ -11,6 +11,7 @@ from jnas.tabular.search import (
     Objective,
     SearchResult,
     best_so_far,
+    check_fidelities,
     make_budget,
     run_search,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "SearchResult",
     "TableError",
     "best_so_far",
+    "check_fidelities",
     "load_table",
     "make_budget",
     "run_search",
