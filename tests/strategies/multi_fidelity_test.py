@@ -1,6 +1,7 @@
 """Successive halving, Hyperband and BOHB (jnas.strategies.multi_fidelity) against references:
 Li et al.'s Table 1, brute-force top-1/eta selection, uniform sampling, numpy densities."""
 
+import dataclasses
 import functools
 
 import chex
@@ -238,3 +239,28 @@ def test_bad_bohb_params_are_named():
         make_strategy("bohb", SPEC, 1, dict(budgets=(1, 3), top_n_percent=0))
     with pytest.raises(ValueError, match="min_points_in_model must be >= d \\+ 1 = 7"):
         make_strategy("bohb", SPEC, 1, dict(budgets=(1, 3), min_points_in_model=3))
+
+
+def test_exclude_observed_passes_over_evaluated_architectures():
+    # 14 observations at the only budget: 7 copies of A (the best), 7 others. The model's
+    # best proposal is A itself (exclude_observed=False proposes A with this key); with
+    # exclude_observed it must be an architecture not observed yet.
+    a = np.array([4, 3, 2, 1, 0, 4], np.int32)
+    others = np.random.default_rng(1).integers(0, 5, (7, 6)).astype(np.int32)
+    data = np.concatenate([np.tile(a, (7, 1)), others])
+    bohb = mf.BOHB(SPEC, budgets=(200.0,), exclude_observed=True, max_observations=16)
+    params = bohb.default_params
+    params = params.replace(random_fraction=jnp.float32(0.0), min_bandwidth=jnp.float32(0.2))
+    state = bohb.init(jax.random.key(0), params)
+    model = dict(
+        archs=state.model["archs"].at[0, :14].set(data),
+        loss=state.model["loss"].at[0, :14].set(np.r_[-np.ones(7), np.zeros(7)]),
+        count=state.model["count"].at[0].set(14),
+    )
+    state = state.replace(model=model)
+    assert int(bohb.model_level(state, params)) == 0
+    proposal = np.asarray(jax.jit(bohb._sample)(jax.random.key(3), state, params))
+    assert not (proposal == data).all(1).any()
+    # the same draw without the exclusion is A: the test would fail if nothing were excluded
+    plain = dataclasses.replace(bohb, exclude_observed=False)
+    np.testing.assert_array_equal(plain._sample(jax.random.key(3), state, params), a)
