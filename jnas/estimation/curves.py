@@ -264,7 +264,8 @@ class FamilyFit:
         """``(mean, std)`` of the Gaussian predictive at epoch ``x_target``."""
         mu = float(self.mean(np.asarray([x_target]))[0])
         g = _jacobian(self.family.fn, np.asarray([x_target], np.float64), self.params)[0]
-        var = self.sigma2 * (1.0 + float(g @ self.cov @ g))
+        with np.errstate(all="ignore"):  # a degenerate fit: NaN or inf, handled below
+            var = self.sigma2 * (1.0 + float(g @ self.cov @ g))
         return mu, math.sqrt(max(var, self.sigma2)) if math.isfinite(var) else math.inf
 
 
