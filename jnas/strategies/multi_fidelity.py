@@ -462,7 +462,11 @@ class BOHB(_Bracketed):
         # The uniform draw uses the member's key itself, as Hyperband's: without a model (or
         # with random_fraction 1) BOHB asks what Hyperband asks, draw for draw.
         random_arch = discrete.sample_uniform(self.spec, key)
-        k_coin, k_pick, k_keep, k_value = jax.random.split(jax.random.fold_in(key, 1), 4)
+        s, d = int(self.num_samples), self.spec.length
+        # The model's draws: one uniform array (one random-bits program to compile, not six)
+        u = jax.random.uniform(jax.random.fold_in(key, 1), (1 + s + 2 * s * d,))
+        coin, u_pick = u[0], u[1 : 1 + s]
+        u_keep, u_value = u[1 + s :].reshape(2, s, d)
         level = self.model_level(state, params)
         model = state.model
         lv = jnp.maximum(level, 0)
@@ -475,12 +479,11 @@ class BOHB(_Bracketed):
         bad = (rank >= good_rows) & (rank < good_rows + bad_rows)
         bw_good = self._kde(data, good, good_rows, params)
         bw_bad = self._kde(data, bad, bad_rows, params)
-        s, d = int(self.num_samples), self.spec.length
-        pick = jax.random.randint(k_pick, (s,), 0, jnp.maximum(good_rows, 1))
+        pick = jnp.floor(u_pick * jnp.maximum(good_rows, 1)).astype(jnp.int32)
         datum = data[order[pick]]  # [s, d], a random good observation each
-        keep = jax.random.uniform(k_keep, (s, d)) < 1.0 - bw_good
-        n_choices = jnp.asarray(self.spec.num_choices, jnp.int32)
-        values = jax.random.randint(k_value, (s, d), 0, n_choices)
+        keep = u_keep < 1.0 - bw_good
+        n_choices = jnp.asarray(self.spec.num_choices, jnp.float32)
+        values = jnp.floor(u_value * n_choices).astype(jnp.int32)  # uniform over the choices
         xs = jnp.where(keep, datum, values)
         l = self._pdf(xs, data, good, good_rows, bw_good)  # noqa: E741 - the paper's l(x)
         g = self._pdf(xs, data, bad, bad_rows, bw_bad)
@@ -489,5 +492,5 @@ class BOHB(_Bracketed):
             seen = jnp.any(jnp.all(xs[:, None, :] == data[None], -1) & (loss < jnp.inf), -1)
             ratio = jnp.where(seen, jnp.inf, ratio)
         best = xs[jnp.argmin(ratio)]
-        use_model = (level >= 0) & (jax.random.uniform(k_coin) >= params.random_fraction)
+        use_model = (level >= 0) & (coin >= params.random_fraction)
         return jnp.where(use_model, best, random_arch)
