@@ -164,17 +164,8 @@ def test_check_finite_names_the_first_bad_value():
 # --- the host loops ------------------------------------------------------------------------
 
 
-def _search_config(data_dir):  # resume_test's one-shot search: 2 epochs of 4 steps
-    return with_overrides(
-        darts_tiny.get_config(),
-        {
-            "data.data_dir": data_dir,
-            "model.n_nodes": 2,
-            "model.multiplier": 2,
-            "model.primitives": ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"),
-            "search.max_steps_per_epoch": 4,
-        },
-    )
+def _search_config(data_dir):  # darts_tiny, as resume_test runs it: 2 epochs of 4 steps
+    return with_overrides(darts_tiny.get_config(), {"data.data_dir": data_dir})
 
 
 def _no_steps(monkeypatch, steps_class):

@@ -95,15 +95,9 @@ def test_retraining_resumes_bitwise(repo_root, run_script, tmp_path, fake_fmnist
 
 
 def test_one_shot_search_resumes_bitwise(repo_root, run_script, tmp_path, fake_fmnist_dir):
-    # darts_tiny in 2-node cells of 4 ops: 2 epochs of 4 steps, checkpoints at steps 3, 4
-    # (epoch end), 6 and 8; killed mid-epoch 2, after epoch 1's genotype was written.
-    overrides = {
-        "data.data_dir": fake_fmnist_dir,
-        "model.n_nodes": 2,
-        "model.multiplier": 2,
-        "model.primitives": ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"),
-        "search.max_steps_per_epoch": 4,
-    }
+    # darts_tiny: 2 epochs of 4 steps, checkpoints at steps 3, 4 (epoch end), 6 and 8; killed
+    # mid-epoch 2, after epoch 1's genotype was written.
+    overrides = {"data.data_dir": fake_fmnist_dir}
     ref, workdir, summary = _kill_and_resume(
         repo_root, run_script, tmp_path, "search", "darts_tiny", 6, overrides
     )

@@ -9,13 +9,13 @@ import shutil
 
 import pytest
 
+from experiments.configs.darts_tiny import SMALL_OPS
 from jnas.config import with_overrides
 from jnas.runner import search as search_lib
 from jnas.runner.checkpoint import Checkpointer
 
 # A 4-op space and 2-node cells (5 edges, 2 concatenated) keep the tiny supernets quick to
 # trace and compile; the 4-node, 14-edge logic is tested without a supernet.
-SMALL_OPS = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
 NUM_EDGES = 5
 
 TINY = {
