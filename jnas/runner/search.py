@@ -46,11 +46,10 @@ from jnas import data as jdata
 from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, write_json
 from jnas.runner.data import load_search_data, make_prepare, normalize_only
-from jnas.runner.errors import check_finite
 from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
 from jnas.runner.workdir import check_workdir, record_config
-from jnas.runner.writers import MetricWriter, append_jsonl, log_step, truncate_jsonl, write_text
+from jnas.runner.writers import MetricWriter, StepLog, append_jsonl, truncate_jsonl, write_text
 from jnas.strategies.oneshot import gradient_strategy
 from jnas.validate import check_search_config
 
@@ -197,6 +196,14 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime, allow_chan
     # compile_s: the first step of every stage run here (trace, compile, one step), summed.
     t0, compile_s, first_of_stage = time.time(), None, True
     progress = Progress(total_steps, start, enabled=config.progress, desc=config.strategy)
+    log = StepLog(
+        writer,
+        progress,
+        log_every=config.log_every_steps,
+        finite=FINITE_METRICS,
+        workdir=workdir,
+        hint="Lower the learning rate(s) or check the data",
+    )
     last_ckpt = ckpt.latest_step()
     metrics = dict(meta.get("epoch_record", {}))  # the last epoch's record (the summary's)
     for step in range(start, total_steps):
@@ -218,21 +225,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime, allow_chan
             compile_s = (compile_s or 0.0) + time.time() - t_step
             first_of_stage = False
         m = parallel.get(jax.device_get(m))
-        check_finite(
-            {k: m[k] for k in FINITE_METRICS},
-            step=step,
-            workdir=workdir,
-            last_checkpoint=last_ckpt,
-            hint="Lower the learning rate(s) or check the data",
-        )
-        log_step(
-            m,
-            step=step,
-            sums=sums,
-            progress=progress,
-            writer=writer,
-            log_every=config.log_every_steps,
-        )
+        log(m, step=step, sums=sums, last_checkpoint=last_ckpt)
 
         end_of_epoch = (step + 1) % steps_per_epoch == 0
         if end_of_epoch:

@@ -39,12 +39,11 @@ import numpy as np
 from jnas import data as jdata
 from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
-from jnas.runner.errors import check_finite
 from jnas.runner.parallel import Parallel
 from jnas.runner.progress import Progress
 from jnas.runner.train_step import Retrainer, create_optimizer
 from jnas.runner.workdir import check_workdir, record_config
-from jnas.runner.writers import MetricWriter, log_step, write_text
+from jnas.runner.writers import MetricWriter, StepLog, write_text
 from jnas.spaces.cells import abstract_variables, build_network, count_params
 from jnas.spaces.genotype import Genotype
 from jnas.spaces.published import get_genotype
@@ -302,6 +301,14 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
     best = {"acc": meta.get("best_acc", -1.0), "step": meta.get("best_step")}
     stop_at = min(total_steps, t.stop_after_steps or total_steps)
     progress = Progress(total_steps, start, enabled=config.progress, desc="train")
+    log = StepLog(
+        writer,
+        progress,
+        log_every=config.log_every_steps,
+        finite=FINITE_METRICS,
+        workdir=workdir,
+        hint="lower config.optim.lr or check the data",
+    )
     last_ckpt, compile_s, t0 = ckpt.latest_step(), None, time.time()
     # (step, test metrics) of the last evaluation, checkpointed: a run resumed after its
     # last checkpoint reports the same final test metrics without evaluating again.
@@ -314,21 +321,7 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
         dstate, m = steps.run(dstate, step, images, labels)
         if compile_s is None:
             compile_s = time.time() - t_step
-        check_finite(
-            {k: m[k] for k in FINITE_METRICS},
-            step=step,
-            workdir=workdir,
-            last_checkpoint=last_ckpt,
-            hint="lower config.optim.lr or check the data",
-        )
-        log_step(
-            m,
-            step=step,
-            sums=sums,
-            progress=progress,
-            writer=writer,
-            log_every=config.log_every_steps,
-        )
+        log(m, step=step, sums=sums, last_checkpoint=last_ckpt)
         end_of_epoch = (step + 1) % steps_per_epoch == 0
         if end_of_epoch:
             n = max(sums.pop("_n", 1), 1)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from jnas.errors import EXIT_WORKDIR, JnasError, clip
+from jnas.runner.errors import check_finite
 
 
 class JsonlError(ValueError, JnasError):
@@ -103,6 +104,32 @@ def log_step(metrics: dict, *, step: int, sums: dict, progress, writer, log_ever
     progress.update(step + 1, metrics)
     if (step + 1) % log_every == 0:
         writer.write(step + 1, "train_step", metrics)
+
+
+class StepLog:
+    """A host loop's per-step bookkeeping: the NaN guard on the ``finite`` metrics
+    (:func:`jnas.runner.errors.check_finite`), then :func:`log_step`."""
+
+    def __init__(self, writer, progress, *, log_every: int, finite, workdir: str, hint: str):
+        self.writer, self.progress, self.log_every = writer, progress, log_every
+        self.finite, self.workdir, self.hint = tuple(finite), workdir, hint
+
+    def __call__(self, metrics: dict, *, step: int, sums: dict, last_checkpoint) -> None:
+        check_finite(
+            {k: metrics[k] for k in self.finite},
+            step=step,
+            workdir=self.workdir,
+            last_checkpoint=last_checkpoint,
+            hint=self.hint,
+        )
+        log_step(
+            metrics,
+            step=step,
+            sums=sums,
+            progress=self.progress,
+            writer=self.writer,
+            log_every=self.log_every,
+        )
 
 
 def write_text(path: str, text: str) -> None:
