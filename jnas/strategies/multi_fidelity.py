@@ -23,9 +23,10 @@ each bracket's new candidates from a TPE-style model (:class:`BOHB`).
 The schedule is static (computed on the host from the ladder, eta and the population size),
 so a whole search stays one ``lax.scan``. The state keeps two rungs: the one being told
 (``cur_*``) and the previous one, sorted by reward (``prev_*``), whose best are asked next.
-With a population of m > 1 each rung's size is rounded up to a multiple of m (a rung never
-shares a round with the next, whose members depend on its rewards); with m = 1 the sizes are
-the paper's.
+A rung never shares a round with the next, whose members depend on its rewards, so with a
+population of m > 1 every rung fills whole rounds: a bracket starts m times the paper's n
+(as m copies of the bracket sharing their rungs) and rung i keeps the best floor(m n eta^-i),
+rounded down to a multiple of m (at least m). With m = 1 the sizes are the paper's.
 """
 
 from __future__ import annotations
@@ -180,8 +181,9 @@ class _Bracketed(DiscreteStrategy):
         m = int(self.population_size)
         rows, slots = [], 1
         for bracket in self.brackets():
-            for i, (n, level) in enumerate(bracket):
-                size = -(-n // m) * m
+            n0 = bracket[0][0] * m
+            for i, (_, level) in enumerate(bracket):
+                size = max(m, _floor_div(n0, self.eta, i) // m * m)
                 slots = max(slots, size)
                 q = size // m
                 rows += [(level, j * m, i == 0, j == q - 1) for j in range(q)]

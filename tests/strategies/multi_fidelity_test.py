@@ -113,13 +113,21 @@ def test_successive_halving_keeps_exactly_the_top_1_over_eta():
     assert sh2.brackets() == [[(8, 0), (4, 1), (2, 2), (1, 3)]]
 
 
-def test_a_population_rounds_each_rung_up_to_whole_rounds():
+def test_a_population_fills_whole_rounds_and_keeps_the_top_1_over_eta():
     sh = mf.SuccessiveHalving(SPEC, budgets=(1, 3, 9), eta=3, population_size=2)
-    # rungs 9, 3, 1 -> 10, 4, 2 members: 5 + 2 + 1 rounds, never two rungs in one round
-    assert sh.period == 8
-    _, (archs, levels, _) = _run(sh, sh.default_params, _noise, 8)
-    np.testing.assert_array_equal(np.asarray(levels)[:, 0], [0] * 5 + [1] * 2 + [2])
-    assert (np.asarray(levels)[:, 0] == np.asarray(levels)[:, 1]).all()
+    # m = 2: rungs of 18, 6, 2 members (two brackets' worth): 9 + 3 + 1 rounds
+    assert sh.period == 13
+    _, (archs, levels, _) = _run(sh, sh.default_params, _noise, 13)
+    levels = np.asarray(levels)
+    np.testing.assert_array_equal(levels[:, 0], [0] * 9 + [1] * 3 + [2])
+    assert (levels[:, 0] == levels[:, 1]).all()
+    rewards = np.asarray(jax.vmap(lambda r: _noise(jnp.zeros((2, 6)), r))(jnp.arange(13)))
+    archs, rewards = np.asarray(archs).reshape(26, 6), rewards.reshape(26)
+    best = np.argsort(-rewards[:18], kind="stable")[:6]
+    np.testing.assert_array_equal(archs[18:24], archs[best])
+    # Hyperband on two budgets with m = 4: (12 at 12 epochs -> best 4 at 200), (8 at 200)
+    hb = mf.Hyperband(SPEC, budgets=(12.0, 200.0), population_size=4)
+    assert hb.fidelity_schedule == (0, 0, 0, 1, 1, 1)
 
 
 def test_bohb_is_random_sampling_until_a_budget_has_enough_observations():
