@@ -95,10 +95,24 @@ class DartsSpace(OneShotSpace):
             raise ValueError(f"duplicate primitives in {self.primitives}")
         if not self.derivable_ops:
             raise ValueError(f"the primitives {self.primitives} have no op other than 'none'")
-        for field in ("n_nodes", "edges_per_node", "C", "layers", "eval_C", "eval_layers"):
+        for field in (
+            "n_nodes",
+            "edges_per_node",
+            "multiplier",
+            "stem_multiplier",
+            "C",
+            "layers",
+            "eval_C",
+            "eval_layers",
+        ):
             value = getattr(self, field)
             if int(value) < 1:
                 raise ValueError(f"the DARTS space's {field} must be >= 1, got {value}")
+        if self.multiplier > self.n_nodes + 2:
+            raise ValueError(
+                f"the DARTS space concatenates the last multiplier={self.multiplier} states, but "
+                f"its cells have {self.n_nodes + 2} (two inputs and n_nodes={self.n_nodes})"
+            )
 
     @property
     def edges(self) -> tuple[tuple[int, int], ...]:

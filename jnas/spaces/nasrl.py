@@ -87,6 +87,21 @@ class NasRLSpace(SearchSpace):
 
     name: ClassVar[str] = "nasrl"
 
+    def __post_init__(self):
+        if isinstance(self.num_layers, bool) or not (
+            isinstance(self.num_layers, int) and self.num_layers >= 1
+        ):
+            raise ValueError(f"NAS-RL's num_layers must be an int >= 1, got {self.num_layers!r}")
+        for field in ("filter_sizes", "strides", "num_filters"):
+            choices = tuple(getattr(self, field))
+            if not choices or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in choices
+            ):
+                raise ValueError(f"NAS-RL's {field} must be ints >= 1, got {choices!r}")
+            if len(set(choices)) != len(choices):
+                raise ValueError(f"NAS-RL's {field} has a choice twice: {choices!r}")
+            object.__setattr__(self, field, choices)
+
     @property
     def spec(self) -> DecisionSpec:
         decisions = []

@@ -125,10 +125,18 @@ class Reinforce(DiscreteStrategy):
         return jax.tree.map(f32, ReinforceParams())
 
     def check_params(self, params: ReinforceParams) -> None:
-        """``ValueError`` unless 0 <= baseline_decay < 1 (every value, if batched)."""
-        decay = np.asarray(params.baseline_decay)
+        """``ValueError`` unless learning_rate > 0, 0 <= baseline_decay < 1 and
+        entropy_weight >= 0, all finite (every value, if batched)."""
+        lr, decay, beta = (
+            np.asarray(v)
+            for v in (params.learning_rate, params.baseline_decay, params.entropy_weight)
+        )
+        if not np.all(np.isfinite(lr) & (lr > 0.0)):
+            raise ValueError(f"learning_rate must be finite and > 0, got {lr}")
         if not np.all((decay >= 0.0) & (decay < 1.0)):
             raise ValueError(f"baseline_decay must be in [0, 1), got {decay}")
+        if not np.all(np.isfinite(beta) & (beta >= 0.0)):
+            raise ValueError(f"entropy_weight must be finite and >= 0, got {beta}")
 
     def init(self, key: jax.Array, params=None) -> ReinforceState:
         """A fresh controller drawn from ``key``, Adam's zero moments, no baseline yet."""

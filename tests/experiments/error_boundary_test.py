@@ -155,6 +155,29 @@ SEARCH_CASES = [
         [r"search.rounds: 0"],
     ),  # noqa: E501
     (
+        "nasrl-zero-layers",
+        ["--config=experiments/configs/nasrl_tiny.py", "--config.space.num_layers=0"],
+        2,
+        [r"num_layers must be an int >= 1, got 0"],
+    ),
+    (
+        "nasrl-zero-filters",
+        ["--config=experiments/configs/nasrl_tiny.py", "--config.space.num_filters=(0,)"],
+        2,
+        [r"num_filters must be ints >= 1"],
+    ),
+    (
+        "reinforce-negative-lr",
+        [
+            "--config=experiments/configs/nasrl_tiny.py",
+            "--config.strategy=reinforce",
+            "--config.reinforce.learning_rate=-0.1",
+        ],
+        2,
+        [r"learning_rate must be finite and > 0"],
+    ),
+    ("darts-multiplier", [SEARCH, "--config.model.multiplier=5"], 2, [r"last multiplier=5 states"]),
+    (
         "eval-config-to-search",
         [TRAIN],
         2,
