@@ -59,6 +59,7 @@ __all__ = ["load_search_data", "search"]
 # infinity shows in the next step's). Checkpointer.save checks every floating leaf of the
 # state it writes, so no update that overflowed is ever saved.
 FINITE_METRICS = ("train_loss", "val_loss")
+HINT = "Lower the learning rate(s) or check the data"
 
 
 class _Steps:
@@ -166,7 +167,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime, allow_chan
         )
 
     os.makedirs(workdir, exist_ok=True)  # after the data and the strategy's checks
-    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints, hint=HINT)
     latest = ckpt.latest_step()
     # The stage to resume in; a checkpoint at a stage's end belongs to that stage.
     stage = min(int(np.searchsorted(stage_ends, latest or 0)), len(stage_ends) - 1)
@@ -196,14 +197,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime, allow_chan
     # compile_s: the first step of every stage run here (trace, compile, one step), summed.
     t0, compile_s, first_of_stage = time.time(), None, True
     progress = Progress(total_steps, start, enabled=config.progress, desc=config.strategy)
-    log = StepLog(
-        writer,
-        progress,
-        log_every=config.log_every_steps,
-        finite=FINITE_METRICS,
-        workdir=workdir,
-        hint="Lower the learning rate(s) or check the data",
-    )
+    log = StepLog(writer, progress, workdir, config.log_every_steps, FINITE_METRICS, HINT)
     last_ckpt = ckpt.latest_step()
     metrics = dict(meta.get("epoch_record", {}))  # the last epoch's record (the summary's)
     for step in range(start, total_steps):

@@ -301,14 +301,7 @@ def _train(config, workdir: str, runtime, genotype: Genotype | None, data) -> di
     best = {"acc": meta.get("best_acc", -1.0), "step": meta.get("best_step")}
     stop_at = min(total_steps, t.stop_after_steps or total_steps)
     progress = Progress(total_steps, start, enabled=config.progress, desc="train")
-    log = StepLog(
-        writer,
-        progress,
-        log_every=config.log_every_steps,
-        finite=FINITE_METRICS,
-        workdir=workdir,
-        hint="lower config.optim.lr or check the data",
-    )
+    log = StepLog(writer, progress, workdir, config.log_every_steps, FINITE_METRICS, HINT)
     last_ckpt, compile_s, t0 = ckpt.latest_step(), None, time.time()
     # (step, test metrics) of the last evaluation, checkpointed: a run resumed after its
     # last checkpoint reports the same final test metrics without evaluating again.

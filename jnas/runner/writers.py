@@ -110,7 +110,7 @@ class StepLog:
     """A host loop's per-step bookkeeping: the NaN guard on the ``finite`` metrics
     (:func:`jnas.runner.errors.check_finite`), then :func:`log_step`."""
 
-    def __init__(self, writer, progress, *, log_every: int, finite, workdir: str, hint: str):
+    def __init__(self, writer, progress, workdir: str, log_every: int, finite, hint: str):
         self.writer, self.progress, self.log_every = writer, progress, log_every
         self.finite, self.workdir, self.hint = tuple(finite), workdir, hint
 

@@ -1,25 +1,13 @@
 """The DARTS search step: fused phases == two phases, pmap on 8 devices == one device."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 
 @pytest.mark.slow  # about 3-5 min cold on 2 cores: three programs compiled, one on 8 devices
-def test_fused_two_phase_and_pmap_steps_agree(repo_root):
-    env = dict(os.environ)
-    out = subprocess.run(
-        [sys.executable, os.path.join(repo_root, "tests", "scripts", "darts_steps_pmap.py")],
-        cwd=repo_root,
-        env=dict(env, PYTHONPATH=repo_root),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-4000:]
+def test_fused_two_phase_and_pmap_steps_agree(run_script):
+    out = run_script("steps_pmap.py", "darts", devices=8, timeout=900)
+    assert out == {"method": "darts", "steps": 2}
 
 
 def test_softmax_weights():

@@ -2,8 +2,6 @@
 its genotype, the warm-up, bad input, and a CPU search resumed from a checkpoint."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -166,15 +164,9 @@ def test_resume_after_a_kill_matches_uninterrupted(finished_run, fake_fmnist_dir
 
 
 @pytest.mark.slow
-def test_fused_two_phase_and_pmap_steps_agree_through_the_warmup(repo_root):
-    out = subprocess.run(
-        [sys.executable, os.path.join(repo_root, "tests", "scripts", "pcdarts_steps_pmap.py")],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-4000:]
+def test_fused_two_phase_and_pmap_steps_agree_through_the_warmup(run_script):
+    out = run_script("steps_pmap.py", "pcdarts", devices=8, timeout=900)
+    assert out == {"method": "pcdarts", "steps": 2}
 
 
 @pytest.mark.parametrize("seed", range(8))
