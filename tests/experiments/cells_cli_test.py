@@ -25,6 +25,8 @@ def _run(repo_root, *args):
     return proc.stdout
 
 
+@pytest.mark.slow  # builds the PNAS networks in a subprocess (25 s cold); the figures are
+# checked in process by tests/spaces/cells_test.py
 def test_json_rows(tmp_path, repo_root):
     path = tmp_path / "cells.json"
     out = _run(repo_root, f"--json={path}", "--only=PNAS")

@@ -53,10 +53,8 @@ def _both(fn, impl):
 
 
 FORWARD_CASES = list(itertools.product(DARTS_CONVS, [1, 2])) + [
-    ((3, 1, 0), 1),
-    ((1, 1, 0), 2),
-    ((3, 1, 3), 3),
-    ((5, 1, 1), 2),
+    pytest.param(kdp, stride, marks=pytest.mark.slow)  # beyond the DARTS ops: -m slow
+    for kdp, stride in (((3, 1, 0), 1), ((1, 1, 0), 2), ((3, 1, 3), 3), ((5, 1, 1), 2))
 ]
 
 
@@ -76,7 +74,11 @@ def test_forward_matches_lax(kdp, stride, impl):
         _close(out, ref)
 
 
-@pytest.mark.parametrize("kdp,stride", itertools.product(DARTS_CONVS, [1, 2]))
+@pytest.mark.parametrize(
+    "kdp,stride",
+    [(kdp, 1) for kdp in DARTS_CONVS]
+    + [pytest.param(kdp, 2, marks=pytest.mark.slow) for kdp in DARTS_CONVS],  # -m slow
+)
 def test_gradients_match_lax(kdp, stride, impl):
     k, d, p = kdp
     x, w = _inputs(7, 2, 8, 7, 3, k)
@@ -99,8 +101,16 @@ def test_gradients_match_lax(kdp, stride, impl):
 BLOCKED_SHAPES = [(16, 16, 16), (9, 13, 12), (6, 9, 36), (5, 11, 17), (7, 5, 8)]
 
 
-@pytest.mark.parametrize("hwc", BLOCKED_SHAPES)
-@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize(
+    "hwc,stride",
+    [
+        (hwc, stride)
+        if (hwc, stride) in {(BLOCKED_SHAPES[0], 1), (BLOCKED_SHAPES[3], 2)}
+        else pytest.param(hwc, stride, marks=pytest.mark.slow)  # the full grid: -m slow
+        for hwc in BLOCKED_SHAPES
+        for stride in (1, 2)
+    ],
+)
 def test_native_blocked_path_matches_lax(hwc, stride):
     """All four DARTS convs, ReLU'd input: forward, input and weight gradients."""
     if not native.available():

@@ -291,6 +291,7 @@ def test_network_shape_errors():
         )
 
 
+@pytest.mark.slow  # compiles the ImageNet network's train step (15 s cold)
 def test_imagenet_network_trains_a_step_on_a_tiny_batch():
     """The eval_imagenet network's structure (stem, aux head at 7x7, label smoothing) at a
     small width: one train step runs; the full size is counted above and run in a slow test."""

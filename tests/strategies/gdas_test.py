@@ -172,6 +172,7 @@ def test_search_runs_and_logs_the_temperature(finished_run):
     assert all(np.isfinite(r["val_eval_acc"]) for r in epochs)  # argmax sub-network
 
 
+@pytest.mark.slow  # the host loop's resume is tested bit for bit by tests/runner/resume_test.py
 def test_resume_after_a_kill_matches_uninterrupted(finished_run, fake_fmnist_dir, capsys):
     ref_dir, _, snapshot = finished_run
     assert resume_snapshot(_config(fake_fmnist_dir), snapshot, capsys) == SNAPSHOT_STEP

@@ -252,6 +252,7 @@ def test_bad_bohb_params_are_named():
         make_strategy("bohb", SPEC, 1, dict(budgets=(1, 3), min_points_in_model=3))
 
 
+@pytest.mark.slow  # a BOHB search compiled with the option (8 s cold)
 def test_exclude_observed_passes_over_evaluated_architectures():
     # 14 observations at the only budget: 7 copies of A (the best), 7 others. The model's
     # best proposal is A itself (exclude_observed=False proposes A with this key); with

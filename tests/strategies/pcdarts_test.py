@@ -153,6 +153,7 @@ def test_search_writes_alpha_and_edge_weights(finished_run):
     assert epochs[0]["grad_norm_alpha"] == 0.0 and epochs[1]["grad_norm_alpha"] > 0
 
 
+@pytest.mark.slow  # the host loop's resume is tested bit for bit by tests/runner/resume_test.py
 def test_resume_after_a_kill_matches_uninterrupted(finished_run, fake_fmnist_dir, capsys):
     ref_dir, _, snapshot = finished_run
     config = tiny_config("pcdarts_fashion_mnist", fake_fmnist_dir, WARMUP)

@@ -152,7 +152,15 @@ def _check_against_loop(table, name, objective, budget, section, num_seeds, m=1)
 
 
 @needs_table
-@pytest.mark.parametrize("name", ["random", "evolution", "reinforce", "local_search"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "random",
+        pytest.param("evolution", marks=pytest.mark.slow),
+        "reinforce",
+        pytest.param("local_search", marks=pytest.mark.slow),
+    ],
+)
 def test_scan_and_vmap_reproduce_a_python_loop(table, name):
     objective = table.objective("cifar100")
     budget = tabular.make_budget(objective, TINY.budget)
