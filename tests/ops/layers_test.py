@@ -19,7 +19,7 @@ CASES = [(3, 1, 1), (3, 2, 1), (2, 2, 0), (5, 3, 2)]
 
 
 @pytest.mark.parametrize("k,stride,pad", CASES)
-@pytest.mark.parametrize("hw", [(8, 8), (7, 9)])
+@pytest.mark.parametrize("hw", [(7, 9), pytest.param((8, 8), marks=pytest.mark.slow)])
 def test_max_pool_matches_reduce_window(k, stride, pad, hw):
     x = jax.random.normal(jax.random.key(0), (2, *hw, 3))
     ref = _window(x, -jnp.inf, lax.max, k, stride, pad)
@@ -31,7 +31,7 @@ def test_max_pool_matches_reduce_window(k, stride, pad, hw):
 
 
 @pytest.mark.parametrize("k,stride,pad", CASES)
-@pytest.mark.parametrize("hw", [(8, 8), (7, 9)])
+@pytest.mark.parametrize("hw", [(7, 9), pytest.param((8, 8), marks=pytest.mark.slow)])
 def test_avg_pool_excludes_padding_from_the_count(k, stride, pad, hw):
     x = jax.random.normal(jax.random.key(1), (2, *hw, 3))
     total = _window(x, 0.0, lax.add, k, stride, pad)

@@ -109,6 +109,7 @@ def test_resume_matches_uninterrupted(finished, tmp_path):
     assert [r["step"] for r in lines(resumed)] == [r["step"] for r in lines(workdir)]
 
 
+@pytest.mark.slow  # the save-time guard is in the default suite (tests/runner/integrity_test.py)
 def test_nan_loss_stops_without_overwriting_checkpoints(tmp_path):
     workdir = str(tmp_path / "nan")
     train_lib.train(_config(**{"train.stop_after_steps": 4}), workdir, data=DATA)

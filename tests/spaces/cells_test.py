@@ -87,6 +87,7 @@ def test_published_parameter_figures(name):
     assert abs(params / published - 1) < 0.05, (name, params, published)
 
 
+@pytest.mark.slow  # compiles the CIFAR and ImageNet networks' forward passes (20 s cold)
 def test_multiply_adds():
     # DARTS_V2 on CIFAR: 528M, as counted independently (e.g. FairDARTS's genotypes.py).
     stats = network_stats(PUBLISHED["DARTS_V2"], "cifar")

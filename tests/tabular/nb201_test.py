@@ -168,7 +168,7 @@ def test_scan_and_vmap_reproduce_a_python_loop(table, name):
 
 
 @needs_table
-@pytest.mark.parametrize("unit", ["queries", "seconds"])
+@pytest.mark.parametrize("unit", [pytest.param("queries", marks=pytest.mark.slow), "seconds"])
 def test_populations_count_the_budget_per_query_in_ask_order(table, unit):
     """5 members a round: a budget that ends inside a round counts only the queries before it."""
     objective = table.objective("cifar10")
