@@ -10,4 +10,7 @@ if [ -z "${JNAS_NB201_PATH:-}" ] && [ -f ../shared/nasbench201/nb201.csv.gz ]; t
   export JNAS_NB201_PATH
 fi
 # Two workers (whole files each): the suite is mostly XLA compilation, one core per program.
-JNAS_NOTEBOOK_TINY=1 python -m pytest -q -n 2 --dist loadfile --nbmake tests notebooks "$@"
+# Files run in the order tests/conftest.py gives them (the costliest directories first), not
+# xdist's (files with the most tests first), so that no long file starts last.
+JNAS_NOTEBOOK_TINY=1 python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder \
+  --nbmake tests notebooks "$@"

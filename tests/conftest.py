@@ -16,6 +16,19 @@ setup_jax(CACHE_DIR)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The directories whose files cost the most (whole tiny searches, kills, subprocesses), run
+# first: with two xdist workers taking whole files in this order (scripts/test.sh), the long
+# files start early and the short ones fill in at the end.
+FIRST = ("tests/runner/", "tests/strategies/", "notebooks/", "tests/spaces/", "tests/ops/")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return next((i for i, p in enumerate(FIRST) if path.startswith(p)), len(FIRST))
+
+    items.sort(key=rank)  # stable: the order within a directory stays pytest's
+
 
 @pytest.fixture
 def repo_root() -> str:

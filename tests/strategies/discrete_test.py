@@ -230,6 +230,7 @@ def _toy_reward(arch):
     return jnp.mean(jnp.asarray(arch) == 3, axis=-1).astype(jnp.float32)
 
 
+@pytest.mark.slow  # every strategy against its one-at-a-time form (14 s cold)
 def test_population_of_one_equals_the_one_at_a_time_algorithms():
     """Member 0 of round t uses fold_in(key_t, 0): the old algorithms get that key."""
     spec = nb201.SPEC

@@ -115,6 +115,7 @@ def test_registry_builds_gdas_without_vmapped_edges():
     assert searcher.model.mixed_op is edges.SampledMixedOp
 
 
+@pytest.mark.slow  # a GDAS-FRC search (8 s cold); its genotype's retraining is in the default suite
 def test_frc_searches_the_normal_cell_only_and_writes_the_fixed_reduction_cell():
     config = _config(**{"gdas.fixed_reduction": True, **FOUR_NODES})
     searcher = gdas.build(config, num_classes=10, steps_per_epoch=4)

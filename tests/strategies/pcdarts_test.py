@@ -29,6 +29,7 @@ def _rename(tree, old, new):
     return tree
 
 
+@pytest.mark.slow  # two supernets compiled (26 s cold)
 def test_k1_without_edge_normalization_is_exactly_darts():
     # One reduction cell (its edges from the cell inputs stride, the others do not): the
     # edges' computation at a third of the compile time of a 3-cell network.
