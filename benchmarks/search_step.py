@@ -23,7 +23,9 @@ buffers of the compiled step as XLA plans them (arguments, outputs and temporari
 donated ones; the comparable figure on a CPU). Order 2 is the paper's finite-difference
 second order (``--hypergradient=exact`` for the autodiff variant). The step is compiled
 ahead of time and then called with the same shapes, so it cannot recompile (a call that
-would recompile fails).
+would recompile fails). ``--cost`` lowers the step without compiling it and prints XLA's
+cost model of it instead (StableHLO ops, flops, bytes accessed): seconds per row, and the
+same three figures for two versions of the code mean the same compiled step.
 
 Reference (PERF.md; official PyTorch DARTS on this 2-core CPU): 27.7 s (order 1) and 58.6 s
 (order 2) per step at batch 64; 6.1 s / 19.5 s at batch 16. Target: at most half.
@@ -86,6 +88,8 @@ def _measure(args, strategy, config, runtime) -> dict:
 
     state = searcher.init(jax.random.PRNGKey(0), batch()["image"][:2])  # un-jitted: fast
     tb, vb = batch(), batch()
+    if args.cost:
+        return _cost(args, jax.jit(searcher.step, donate_argnums=0).lower(state, tb, vb))
     t = time.perf_counter()
     step = jax.jit(searcher.step, donate_argnums=0, compiler_options=runtime.xla_options)
     step = step.lower(state, tb, vb).compile()
@@ -124,6 +128,30 @@ def _measure(args, strategy, config, runtime) -> dict:
         "xla_mem_mb": None if xla_mem is None else round(xla_mem, 1),
         "backend": jax.default_backend(),
         "loss": float(m["train_loss"]),
+    }
+
+
+COST_KEYS = ("method", "order", "batch", "hlo_ops", "flops", "bytes_accessed", "backend")
+
+
+def _cost(args, lowered) -> dict:
+    """What XLA's cost model says of the lowered step (no compilation): StableHLO ops, flops
+    and bytes accessed. Two versions of the code that give the same three figures compile
+    the same step."""
+    import re
+
+    import jax
+
+    cost = lowered.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return {
+        "method": args.method,
+        "order": args.order,
+        "batch": args.batch,
+        "hlo_ops": len(re.findall(r"stablehlo\.\w+", lowered.as_text())),
+        "flops": int(cost["flops"]),
+        "bytes_accessed": int(cost["bytes accessed"]),
+        "backend": jax.default_backend(),
     }
 
 
@@ -170,6 +198,11 @@ def main(argv=None):
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--remat", action="store_true", help="rematerialise cells (less memory)")
+    p.add_argument(
+        "--cost",
+        action="store_true",
+        help="lower the step without compiling it; print its StableHLO op count, flops and bytes",
+    )
     p.add_argument("--json", help="also write the rows as a JSON list to this path")
     p.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -184,8 +217,11 @@ def main(argv=None):
     orders = [args.order] if args.order else [1, 2]
     batches = [args.batch] if args.batch else [16, 64]
     rows = []
-    header = f"{'method':8} {'order':>5} {'batch':>5} {'step_s':>8} {'compile_s':>9} {'peak_MB':>9}"
-    print(header + f" {'XLA_MB':>9}  backend")
+    header = f"{'method':8} {'order':>5} {'batch':>5} "
+    if args.cost:
+        print(header + f"{'hlo_ops':>9} {'flops':>16} {'bytes':>16}  backend")
+    else:
+        print(header + f"{'step_s':>8} {'compile_s':>9} {'peak_MB':>9} {'XLA_MB':>9}  backend")
     for method in methods:
         for order in orders:
             if order == 2 and not _second_order(method):
@@ -206,6 +242,7 @@ def main(argv=None):
                     f"--size={args.size}",
                 ]
                 cmd += ["--remat"] if args.remat else []
+                cmd += ["--cost"] if args.cost else []
                 out = subprocess.run(
                     cmd,
                     capture_output=True,
@@ -218,6 +255,13 @@ def main(argv=None):
                     continue
                 row = json.loads(lines[-1][4:])
                 rows.append(row)
+                if args.cost:
+                    print(
+                        f"{method:8} {order:>5} {batch:>5} {row['hlo_ops']:>9,} "
+                        f"{row['flops']:>16,} {row['bytes_accessed']:>16,}  {row['backend']}",
+                        flush=True,
+                    )
+                    continue
                 xla = "n/a" if row["xla_mem_mb"] is None else f"{row['xla_mem_mb']:.0f}"
                 print(
                     f"{method:8} {order:>5} {batch:>5} {row['step_s_median']:>8.3f} "
@@ -227,7 +271,8 @@ def main(argv=None):
                 )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([{k: r[k] for k in KEYS} for r in rows], f, indent=2)
+            keys = COST_KEYS if args.cost else KEYS
+            json.dump([{k: r[k] for k in keys} for r in rows], f, indent=2)
 
 
 if __name__ == "__main__":
