@@ -15,9 +15,7 @@ import hashlib
 import json
 import os
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from experiments.configs import nasrl_hyperband_tiny
@@ -277,53 +275,28 @@ def test_hyperband_sigkilled_in_the_middle_of_a_bracket_resumes_bitwise(
     was saved and round 3's child (bracket s=1's promotion to 3 epochs) was written, then
     rerun: history, metrics, summary and the last checkpoint equal an uninterrupted run's,
     and the promoted child is not trained again. About 1 min on the 2-core CPU."""
-    import signal
-    import subprocess
-    import sys
+    from resume_test import _jsonl, _kill_and_resume, _same_checkpoints
 
-    import chex
-    import orbax.checkpoint as ocp
+    overrides = {"data.data_dir": fake_fmnist_dir, "early_stop.enabled": True}
 
-    from jnas.runner.checkpoint import Checkpointer
+    def killed_in_round_3(workdir):  # bracket s=1's promotion to 3 epochs was written
+        assert [(r["round"], r["budget"]) for r in _rows(workdir)[1]][-1] == (3, 3.0)
 
-    overrides = json.dumps({"data.data_dir": fake_fmnist_dir, "early_stop.enabled": True})
-    ref, work = str(tmp_path / "reference"), str(tmp_path / "killed")
-    script = os.path.join(repo_root, "tests", "scripts", "kill_after_checkpoint.py")
-    args = ["search", "nasrl_hyperband_tiny", work, "3+1", overrides, ref]
-    proc = subprocess.run(
-        [sys.executable, script, *args],
-        cwd=repo_root,
-        env=dict(os.environ, PYTHONPATH=repo_root),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    ref, work, summary = _kill_and_resume(
+        repo_root,
+        run_script,
+        tmp_path,
+        "search",
+        "nasrl_hyperband_tiny",
+        "3+1",
+        overrides,
+        killed_in_round_3,
     )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-    _, killed_rows = _rows(work)
-    assert [(r["round"], r["budget"]) for r in killed_rows][-1] == (3, 3.0)
-    out = run_script(
-        "kill_after_checkpoint.py", "search", "nasrl_hyperband_tiny", work, "none", overrides
-    )
-    assert min(out["saved"]) == 4  # it resumed in round 4
     drop = ("search_wall_s", "train_s_total")
     expected = json.load(open(os.path.join(ref, "summary.json")))
-    assert {k: v for k, v in out["summary"].items() if k not in drop} == {
+    assert {k: v for k, v in summary.items() if k not in drop} == {
         k: v for k, v in expected.items() if k not in drop
     }
     assert _untimed(_rows(work)[1]) == _untimed(_rows(ref)[1])
-    strip = lambda d: [
-        {k: v for k, v in json.loads(x).items() if not k.endswith("_s")}
-        for x in open(os.path.join(d, "metrics.jsonl"))
-    ]
-    assert strip(work) == strip(ref)
-
-    def last(d):
-        ckpt = Checkpointer(d)
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
-        restored = ckpt.manager.restore(ckpt.latest_step(), args=args)
-        ckpt.close()
-        return jax.tree.map(np.asarray, restored["state"]), restored["meta"]
-
-    (state, meta), (ref_state, ref_meta) = last(work), last(ref)
-    chex.assert_trees_all_equal(state, ref_state)
-    assert meta == ref_meta
+    assert _jsonl(work, "metrics.jsonl") == _jsonl(ref, "metrics.jsonl")
+    _same_checkpoints(ref, work)
