@@ -16,7 +16,8 @@ part of jnas without knowing which space it is:
   arrays; ``check_fidelity`` raises :class:`FidelityError` for one it cannot apply;
 * optionally **a table** (``load_table``, spaces of tabular benchmarks) and **a supernet**
   (one-shot spaces: ``supernet``, ``init_alpha``, ``derive``; see
-  :class:`OneShotSpace`).
+  :class:`OneShotSpace`), or **a supergraph** (shared-weight spaces searched ENAS-style:
+  ``supergraph``; see :class:`SharedWeightSpace`).
 
 A space is a frozen dataclass whose fields are its options (``config.space.<field>``), and
 registers itself by name::
@@ -236,6 +237,11 @@ class SearchSpace(abc.ABC):
         """Whether the space has a supernet (it then implements :class:`OneShotSpace`)."""
         return isinstance(self, OneShotSpace)
 
+    @property
+    def is_shared_weight(self) -> bool:
+        """Whether the space has a shared-weight supergraph (:class:`SharedWeightSpace`)."""
+        return isinstance(self, SharedWeightSpace)
+
 
 class OneShotSpace(SearchSpace):
     """A space with a weight-sharing supernet that gradient (one-shot) strategies search.
@@ -256,6 +262,23 @@ class OneShotSpace(SearchSpace):
     @abc.abstractmethod
     def derive(self, weights, **options):
         """Op weights (e.g. ``softmax(alpha)``, host arrays) -> the fixed architecture."""
+
+
+class SharedWeightSpace(SearchSpace):
+    """A space whose every architecture is a subgraph of one supergraph (ENAS, Pham et al.
+    2018): one parameter set holds every op at every position, and a step computes only the
+    sampled child.
+
+    ``supergraph(num_classes=...)`` is a Flax module called
+    ``apply(variables, images, arch, train=...)`` where ``arch`` is the int32 vector
+    ``[spec.length]`` of :attr:`spec` (a traced value: one compiled program serves every
+    architecture). Its parameters do not depend on ``arch``; two architectures that choose
+    the same op at the same position use (and update) the same parameters.
+    """
+
+    @abc.abstractmethod
+    def supergraph(self, *, num_classes: int, **options):
+        """The Flax shared-weight supergraph (see the class docstring)."""
 
 
 def space_class(name: str) -> type:
