@@ -134,6 +134,8 @@ class ChildResult:
       steps_per_epoch: ``ceil(n / batch)`` for the n images trained on.
       curve: the validation accuracy after each whole epoch (empty without a monitor).
       stopped: whether the monitor stopped the child early.
+      variables: the trained ``{"params", "batch_stats"}`` when asked for
+        (``return_variables=True``), else None.
     """
 
     accuracy: float
@@ -143,6 +145,7 @@ class ChildResult:
     steps_per_epoch: int
     curve: tuple[float, ...] = ()
     stopped: bool = False
+    variables: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 Monitor = Callable[[Sequence[float], float], bool]
@@ -180,6 +183,8 @@ def fit_classifier(
     key: jax.Array,
     fidelity=None,
     monitor: Monitor | None = None,
+    init_variables=None,
+    return_variables: bool = False,
 ) -> ChildResult:
     """Trains ``model`` briefly and scores it on ``val_arrays``.
 
@@ -203,6 +208,10 @@ def fit_classifier(
         built), or None for the config's budget.
       monitor: None, or ``monitor(curve, planned_epochs) -> bool`` called after every whole
         epoch with the validation accuracies so far; True stops the training there.
+      init_variables: None (a fresh ``model.init``), or the ``{"params", "batch_stats"}``
+        to start from (e.g. a parent's, morphed); they must have the shapes ``model.init``
+        gives (a ValueError names the first that does not).
+      return_variables: whether the result carries the trained variables.
 
     Returns:
       A :class:`ChildResult` (``accuracy`` in [0, 1]).
@@ -240,7 +249,11 @@ def fit_classifier(
     normalize = lambda x: (x.astype(jnp.float32) / 255.0 - mean) / std
 
     init_key, data_key = jax.random.split(key)
-    variables = jax.jit(model.init)(init_key, jnp.zeros((1, *x_train.shape[1:]), jnp.float32))
+    sample = jnp.zeros((1, *x_train.shape[1:]), jnp.float32)
+    if init_variables is None:
+        variables = jax.jit(model.init)(init_key, sample)
+    else:
+        variables = _check_variables(init_variables, jax.eval_shape(model.init, init_key, sample))
     schedule = optax.cosine_decay_schedule(cfg.learning_rate, max(num_steps, 1))
     tx = optax.chain(
         optax.add_decayed_weights(cfg.weight_decay),
@@ -302,7 +315,34 @@ def fit_classifier(
         steps_per_epoch=steps_per_epoch,
         curve=tuple(curve),
         stopped=stopped,
+        variables={"params": carry[0], "batch_stats": carry[1]} if return_variables else None,
     )
+
+
+def _check_variables(given, expected) -> dict:
+    """``given`` as a dict of float32 arrays if it has ``expected``'s structure and shapes."""
+    try:
+        given = {k: given[k] for k in expected}
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"init_variables must hold {sorted(expected)}, got "
+            f"{sorted(given) if hasattr(given, 'keys') else type(given).__name__}"
+        ) from None
+    flat_given = dict(jax.tree_util.tree_flatten_with_path(given)[0])
+    flat_expected = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
+    for path, leaf in flat_expected.items():
+        name = jax.tree_util.keystr(path)
+        if path not in flat_given:
+            raise ValueError(f"init_variables lack {name} (the network has it)")
+        if tuple(np.shape(flat_given[path])) != tuple(leaf.shape):
+            raise ValueError(
+                f"init_variables{name} has shape {tuple(np.shape(flat_given[path]))}, the network "
+                f"wants {tuple(leaf.shape)}"
+            )
+    extra = sorted(jax.tree_util.keystr(p) for p in flat_given if p not in flat_expected)
+    if extra:
+        raise ValueError(f"init_variables hold {extra[:5]}, which the network does not have")
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), given)
 
 
 def train_space_child(
@@ -315,9 +355,11 @@ def train_space_child(
     config=None,
     key: jax.Array,
     monitor: Monitor | None = None,
+    init_variables=None,
+    return_variables: bool = False,
 ):
     """Trains ``space.network(arch)`` at ``fidelity`` and returns its validation accuracy
-    (a float), or, with a ``monitor``, its :class:`ChildResult`.
+    (a float), or, with a ``monitor`` or ``return_variables``, its :class:`ChildResult`.
 
     The fidelity is checked first (``space.check_fidelity``: a field the space cannot apply
     raises :class:`~jnas.spaces.base.FidelityError` before anything compiles); the network
@@ -332,6 +374,8 @@ def train_space_child(
       config: a :class:`ChildTrainConfig`, a mapping of its fields, or None.
       key: a PRNG key.
       monitor: see :func:`fit_classifier` (early stopping).
+      init_variables, return_variables: see :func:`fit_classifier` (start from given
+        variables; return the trained ones in the result).
     """
     cfg = ChildTrainConfig.make(config)
     x_train, _ = check_arrays(train_arrays, "train_arrays")
@@ -340,9 +384,17 @@ def train_space_child(
         arch, num_classes=num_classes_of(cfg, train_arrays, val_arrays), fidelity=fid
     )
     result = fit_classifier(
-        model, train_arrays, val_arrays, config=cfg, key=key, fidelity=fid, monitor=monitor
+        model,
+        train_arrays,
+        val_arrays,
+        config=cfg,
+        key=key,
+        fidelity=fid,
+        monitor=monitor,
+        init_variables=init_variables,
+        return_variables=return_variables,
     )
-    return result if monitor is not None else result.accuracy
+    return result if monitor is not None or return_variables else result.accuracy
 
 
 def count_params(model, image_shape) -> int:
