@@ -1,0 +1,305 @@
+"""Tests of the ENAS macro space: decisions, text, named errors, the standalone network, the
+shared-weight supergraph (a child with shared weights == the standalone network with those
+weights copied; one compiled program for every architecture; shared ops share parameters)
+and the layer-graph picture. Tiny sizes: 2-4 layers, 4 filters, 8x8 images."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import jax
+import jax.numpy as jnp
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from jnas.spaces.base import SPACES, Fidelity, make_space
+from jnas.spaces.discrete import (
+    Anchor,
+    ArchitectureRangeError,
+    ArchitectureSyntaxError,
+    ArchitectureTypeError,
+    NonAsciiTextError,
+    UnknownChoiceError,
+)
+from jnas.spaces.enas_macro import (
+    ENAS_MACRO_OPS,
+    EnasMacroSpace,
+    MacroArch,
+    MacroLayer,
+    needed_sources,
+    pool_layers,
+)
+
+
+def _random_archs(space, n, seed):
+    """``n`` vectors drawn uniformly position by position (numpy, explicit seed)."""
+    rng = np.random.default_rng(seed)
+    return [
+        np.asarray([rng.integers(k) for k in space.spec.num_choices], np.int32) for _ in range(n)
+    ]
+
+
+def test_spec_follows_the_official_layout():
+    space = EnasMacroSpace(num_layers=4)
+    spec = space.spec
+    # general_child.py:268-293: conv3, sep3, conv5, sep5, avg pool, max pool.
+    assert ENAS_MACRO_OPS == (
+        "conv_3x3",
+        "sep_conv_3x3",
+        "conv_5x5",
+        "sep_conv_5x5",
+        "avg_pool_3x3",
+        "max_pool_3x3",
+    )
+    assert [d.name for d in spec.decisions] == [
+        f"L{i}/{k}" for i in range(4) for k in ("op", "skip")
+    ]
+    assert [d.num_sources for d in spec.decisions if isinstance(d, Anchor)] == [0, 1, 2, 3]
+    assert spec.length == 4 + 0 + 1 + 2 + 3
+    assert spec.num_choices[:3] == (6, 6, 2)
+    assert EnasMacroSpace().spec.length == 12 + 66
+    assert EnasMacroSpace(num_branches=4).ops == ENAS_MACRO_OPS[:4]
+    # general_child.py:95-96: pool_distance = L // 3, pools after layers d-1 and 2d-1.
+    assert pool_layers(12) == (3, 7)
+    assert pool_layers(3) == (0, 1)
+    assert pool_layers(2) == ()
+    assert SPACES.get("enas_macro") is EnasMacroSpace
+    space = make_space({"name": "enas_macro", "num_layers": 5, "out_filters": 8})
+    assert make_space(json.loads(json.dumps(space.options()))) == space
+
+
+def test_text_and_vector_round_trip():
+    space = EnasMacroSpace(num_layers=5)
+    for a in _random_archs(space, 30, seed=0):
+        text = space.to_text(a)
+        np.testing.assert_array_equal(space.parse(text), a)
+        np.testing.assert_array_equal(space.encode(space.decode(a)), a)
+        assert space.decode(space.decode(a)) == space.decode(a)  # a MacroArch is accepted
+    # By hand: layer i's op index, then i bits (bit j: x_j added, x_0 the stem).
+    small = EnasMacroSpace(num_layers=3)
+    text = " conv_3x3; sep_conv_5x5<-0 ;max_pool_3x3<-1,0\n"
+    np.testing.assert_array_equal(small.parse(text), [0, 3, 1, 5, 1, 1])
+    assert small.to_text([0, 3, 1, 5, 1, 1]) == "conv_3x3; sep_conv_5x5<-0; max_pool_3x3<-0,1"
+    assert small.decode([2, 4, 0, 1, 0, 1]) == MacroArch(
+        (MacroLayer("conv_5x5"), MacroLayer("avg_pool_3x3"), MacroLayer("sep_conv_3x3", (1,)))
+    )
+
+
+@pytest.mark.parametrize(
+    "text, error, words",
+    [
+        ("conv_3x3; conv_7x7; conv_3x3", UnknownChoiceError, "conv_7x7"),
+        ("conv_3x3; conv_3x3<-1; conv_3x3", ArchitectureRangeError, "x_1"),
+        ("conv_3x3<-0; conv_3x3; conv_3x3", ArchitectureRangeError, "L0 adds x_0"),
+        ("conv_3x3; conv_3x3; conv_3x3<-0,3", ArchitectureRangeError, "x_3"),
+        ("conv_3x3; conv_3x3; conv_3x3<-1,1", ArchitectureRangeError, "twice"),
+        ("conv_3x3; conv_3x3", ArchitectureRangeError, "2 layers"),
+        ("conv_3x3; conv_3x3; conv_3x3; conv_3x3", ArchitectureRangeError, "4 layers"),
+        ("conv_3x3; conv_3x3<-; conv_3x3", ArchitectureSyntaxError, "layer 1"),
+        ("conv_3x3; conv_3x3 <- 0; conv_3x3", ArchitectureSyntaxError, "layer 1"),
+        ("conv_3x3; conv_3x3<-00; conv_3x3", ArchitectureSyntaxError, "leading zeros"),
+        ("conv_3x3;; conv_3x3", ArchitectureSyntaxError, "layer 1"),
+        ("conv_3x3; conv_3x3<-٠; conv_3x3", NonAsciiTextError, "Unicode digit"),
+        ("", ArchitectureSyntaxError, "empty"),
+    ],
+)
+def test_bad_text_raises_named_errors(text, error, words):
+    with pytest.raises(error, match=words):
+        EnasMacroSpace(num_layers=3).parse(text)
+
+
+def test_bad_vectors_objects_and_options_raise_named_errors():
+    space = EnasMacroSpace(num_layers=3)  # length 6: [op, op, b, op, b, b]
+    with pytest.raises(ArchitectureRangeError, match="layer L2 has its op and 1 skip bits"):
+        space.decode([0, 0, 1, 0, 1])  # L2's skip list one bit short
+    with pytest.raises(ArchitectureRangeError, match="1 left over after L2"):
+        space.decode([0, 0, 1, 0, 1, 1, 0])
+    with pytest.raises(ArchitectureRangeError, match="L1/skip<-0"):
+        space.decode([0, 0, 2, 0, 1, 1])  # a skip bit of 2
+    with pytest.raises(ArchitectureRangeError, match="L2/op"):
+        space.decode([0, 0, 1, 6, 1, 1])
+    with pytest.raises(UnknownChoiceError, match="max_pool_3x3"):
+        EnasMacroSpace(num_layers=3, num_branches=4).parse("conv_3x3; max_pool_3x3; conv_3x3")
+    layers = [MacroLayer("conv_3x3"), MacroLayer("conv_3x3"), MacroLayer("conv_3x3", (0, 1))]
+    space.encode(MacroArch(tuple(layers)))
+    with pytest.raises(ArchitectureTypeError, match="ints"):
+        space.encode(MacroArch((*layers[:2], MacroLayer("conv_3x3", ("0",)))))
+    with pytest.raises(ArchitectureRangeError, match="x_-1"):
+        space.encode(MacroArch((*layers[:2], MacroLayer("conv_3x3", (-1,)))))
+    with pytest.raises(ArchitectureTypeError, match="MacroArch"):
+        space.encode("conv_3x3; conv_3x3; conv_3x3")
+    for bad in ({"out_filters": 5}, {"num_branches": 3}, {"num_layers": 0}, {"keep_prob": 0.0}):
+        with pytest.raises(ValueError):
+            EnasMacroSpace(**bad)
+
+
+def test_fidelity_width_scales_the_filters_to_an_even_count():
+    space = EnasMacroSpace(num_layers=2)
+    arch = np.zeros(space.spec.length, np.int32)
+    assert space.network(arch, num_classes=3).out_filters == 36
+    assert space.network(arch, num_classes=3, fidelity=Fidelity(width=0.5)).out_filters == 18
+    assert space.network(arch, num_classes=3, fidelity=Fidelity(width=0.1)).out_filters == 4
+    assert space.network(arch, num_classes=3, fidelity=Fidelity(width=0.01)).out_filters == 2
+    assert space.network(arch, num_classes=3) == space.network(space.decode(arch), num_classes=3)
+
+
+def test_needed_sources_by_hand():
+    # L=4: pools after layers 0 and 1. x_0 stem, x_1 = L0, x_2 = L1.
+    space = EnasMacroSpace(num_layers=4)
+    arch = space.decode(space.parse("conv_3x3; conv_3x3; conv_3x3<-0; conv_3x3<-2"))
+    # After L0: x_1 feeds L1; x_0 is added by L2. After L1: x_2 feeds L2 and is added by L3.
+    assert needed_sources(arch, 0) == (0, 1)
+    assert needed_sources(arch, 1) == (0, 2)
+    arch = space.decode(space.parse("conv_3x3; conv_3x3; conv_3x3; conv_3x3<-1"))
+    assert needed_sources(arch, 0) == (1,)
+    assert needed_sources(arch, 1) == (1, 2)
+
+
+def _fill(shapes, seed):
+    """Random values of the shapes of a variable tree: weights N(0, 0.5^2), BN running
+    variances in [0.5, 1.5] (so that evaluation mode is not the identity)."""
+    rng = np.random.default_rng(seed)
+
+    def one(path, s):
+        names = [getattr(p, "key", "") for p in path]
+        if names[-1] == "var":
+            return jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype)
+        return jnp.asarray(0.5 * rng.standard_normal(s.shape), s.dtype)
+
+    return jax.tree_util.tree_map_with_path(one, shapes)
+
+
+def _leaves(tree):
+    return {
+        jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def test_shared_child_equals_the_standalone_network_without_recompiling():
+    # 3 layers: reductions after L0 and L1 (pool_layers(3) == (0, 1)), so the skips and the
+    # per-source reductions are exercised; all six ops.
+    space = EnasMacroSpace(num_layers=3, out_filters=4)
+    sg = space.supergraph(num_classes=5)
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    a0 = jnp.zeros(space.spec.length, jnp.int32)
+    shapes = jax.eval_shape(lambda: sg.init(jax.random.key(1), x, a0, train=True))
+    shared = _fill(shapes, seed=1)
+    traces = []
+
+    @jax.jit
+    def run(variables, arch):
+        traces.append(1)  # runs once per trace
+        logits_eval = sg.apply(variables, x, arch, train=False)
+        logits_train, upd = sg.apply(variables, x, arch, train=True, mutable=["batch_stats"])
+        return logits_eval, logits_train, upd["batch_stats"]
+
+    archs = _random_archs(space, 2, seed=2)
+    archs.append(space.parse("max_pool_3x3; avg_pool_3x3<-0; sep_conv_5x5<-0,1"))
+    archs.append(space.parse("conv_5x5; conv_3x3; sep_conv_3x3"))
+    outputs = []
+    for arch in archs:
+        logits_eval, logits_train, stats = run(shared, jnp.asarray(arch))
+        net = space.network(arch, num_classes=5)
+        mine = space.supergraph_variables_to_network(arch, shared)
+        # The copied variables are exactly the standalone network's (no more, no fewer).
+        want = jax.eval_shape(lambda net=net: net.init(jax.random.key(0), x, train=True))
+        assert jax.tree.structure(mine) == jax.tree.structure(want)
+        assert jax.tree.map(jnp.shape, mine) == jax.tree.map(jnp.shape, want)
+        ref_eval = net.apply(mine, x, train=False)
+        ref_train, ref_upd = net.apply(mine, x, train=True, mutable=["batch_stats"])
+        np.testing.assert_allclose(logits_eval, ref_eval, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(logits_train, ref_train, rtol=1e-4, atol=1e-4)
+        # The batch statistics the child updated are the standalone network's.
+        picked = space.supergraph_variables_to_network(arch, {"batch_stats": stats})
+        got, ref = _leaves(picked["batch_stats"]), _leaves(ref_upd["batch_stats"])
+        assert got.keys() == ref.keys()
+        for k in ref:
+            np.testing.assert_allclose(got[k], ref[k], rtol=1e-4, atol=1e-5, err_msg=k)
+        # Unsampled ops ran not at all: their running statistics are as they were.
+        chosen = space.decode(arch).layers
+        for i, layer in enumerate(chosen):
+            for op in space.ops:
+                if op != layer.op:
+                    before = _leaves(shared["batch_stats"][f"layer{i}"][f"op_{op}"])
+                    after = _leaves(stats[f"layer{i}"][f"op_{op}"])
+                    for k in before:
+                        np.testing.assert_array_equal(after[k], before[k])
+        outputs.append(np.asarray(logits_eval))
+    assert len(traces) == 1  # one compiled program for every architecture
+    assert not np.allclose(outputs[0], outputs[1])  # and the architecture matters
+
+
+def test_architectures_sharing_an_op_update_the_same_parameters():
+    space = EnasMacroSpace(num_layers=2, out_filters=4, num_branches=4)
+    sg = space.supergraph(num_classes=3)
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    y = jnp.asarray([0, 1, 2, 0])
+    a0 = jnp.zeros(space.spec.length, jnp.int32)
+    shapes = jax.eval_shape(lambda: sg.init(jax.random.key(1), x, a0, train=True))
+    v = _fill(shapes, seed=3)
+    traces = []
+
+    @jax.jit
+    def grads(params, arch):
+        traces.append(1)
+
+        def loss(p):
+            logits, _ = sg.apply(
+                {"params": p, "batch_stats": v["batch_stats"]},
+                x,
+                arch,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), y])
+
+        return jax.grad(loss)(params)
+
+    # Both choose sep_conv_3x3 at L0; L1 differs (conv_5x5 with the skip, conv_3x3 without).
+    a = space.parse("sep_conv_3x3; conv_5x5<-0")
+    b = space.parse("sep_conv_3x3; conv_3x3")
+    ga, gb = grads(v["params"], jnp.asarray(a)), grads(v["params"], jnp.asarray(b))
+    assert len(traces) == 1
+
+    def norm(tree):
+        return float(sum(jnp.sum(jnp.abs(leaf)) for leaf in jax.tree.leaves(tree)))
+
+    for g in (ga, gb):
+        assert all(norm(leaf) > 0 for leaf in jax.tree.leaves(g["layer0"]["op_sep_conv_3x3"]))
+        for op in ("conv_3x3", "conv_5x5", "sep_conv_5x5"):
+            assert norm(g["layer0"][f"op_{op}"]) == 0.0
+        assert norm(g["stem"]) > 0 and norm(g["head"]) > 0 and norm(g["layer1"]["skip_bn"]) > 0
+    assert norm(ga["layer1"]["op_conv_5x5"]) > 0 and norm(ga["layer1"]["op_conv_3x3"]) == 0
+    assert norm(gb["layer1"]["op_conv_3x3"]) > 0 and norm(gb["layer1"]["op_conv_5x5"]) == 0
+    # The shared op's gradient differs between the two (it is the same leaf, trained by both).
+    assert not np.allclose(
+        ga["layer0"]["op_sep_conv_3x3"]["inp_conv"]["kernel"],
+        gb["layer0"]["op_sep_conv_3x3"]["inp_conv"]["kernel"],
+    )
+
+
+def _svg_texts(path):
+    root = ET.parse(path).getroot()  # well-formed XML or this raises
+    return ["".join(t.itertext()).strip() for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+@pytest.mark.parametrize("backend", ["auto", "matplotlib"])
+def test_picture_shows_every_layer_op_and_skip(tmp_path, backend):
+    space = EnasMacroSpace(num_layers=4)
+    text = "conv_3x3; sep_conv_5x5<-0; max_pool_3x3<-0,1; avg_pool_3x3<-2"
+    paths = space.draw(space.parse(text), str(tmp_path / "pic"), backend=backend)
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["macro.dot", "macro.png", "macro.svg"]
+    image = mpimg.imread(paths[1])
+    assert image.ndim == 3 and min(image.shape[:2]) > 50 and image[..., :3].std() > 0.05
+    texts = _svg_texts(paths[2])
+    layers = ["L0: conv_3x3", "L1: sep_conv_5x5", "L2: max_pool_3x3", "L3: avg_pool_3x3"]
+    for label in [*layers, "stem", "image"]:
+        assert texts.count(label) == 1, (label, texts)
+    dot = open(paths[0]).read()
+    skips = [line for line in dot.splitlines() if "dashed" in line]
+    # L1<-x_0 (stem), L2<-x_0, x_1 (L0), L3<-x_2 (L1): four dashed skip edges; pools after
+    # L0 and L1 (so L3's skip from L1 went through one reduction, L2's from the stem two).
+    assert sorted(s.split("[")[0].strip() for s in skips) == sorted(
+        ['"stem" -> "L1"', '"stem" -> "L2"', '"L0" -> "L2"', '"L1" -> "L3"']
+    )
+    assert any('"stem" -> "L2"' in s and "reduce x2" in s for s in skips)
