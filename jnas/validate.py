@@ -359,8 +359,13 @@ def check_search_config(config, *, strategy=None, prefix: str = "") -> None:
         _check_gradient(config, name, problems)
     elif kind == "discrete":
         _check_discrete(config, strategy, problems)
+    elif kind == "morphism":  # network morphisms over the graph space (jnas.runner.morphism)
+        _check_morphism(config, problems)
     elif kind is not None:
-        problems.add("strategy", f"{name!r} is of kind {kind!r}; searches run gradient or discrete")
+        problems.add(
+            "strategy",
+            f"{name!r} is of kind {kind!r}; searches run gradient, discrete or morphism",
+        )
 
     retrain = config.get("retrain")
     if retrain is not None and hasattr(retrain, "keys") and retrain.get("enabled", False):
@@ -409,6 +414,13 @@ def _check_gradient(config, name: str, problems: _Problems) -> None:
             f"{start} >= search.epochs = {epochs}: alpha would never be trained (the genotype "
             "would come from its initial values)",
         )
+
+
+def _check_morphism(config, problems: _Problems) -> None:
+    from jnas.runner.morphism import config_problems
+
+    for key, message in problems.hook("strategy", config_problems, config) or ():
+        problems.add(key, message)
 
 
 def _check_discrete(config, strategy, problems: _Problems) -> None:

@@ -24,6 +24,7 @@ import ml_collections
 HOST_LOOPS = {
     "gradient": "jnas.runner.search:search",
     "discrete": "jnas.runner.discrete:search",
+    "morphism": "jnas.runner.morphism:search",
 }
 
 
