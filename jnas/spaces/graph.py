@@ -60,6 +60,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import heapq
+import os
 import re
 from typing import ClassVar
 
@@ -75,8 +76,9 @@ from jnas.spaces.discrete import (
     ArchitectureRangeError,
     ArchitectureSyntaxError,
     ArchitectureTypeError,
+    NonAsciiTextError,
 )
-from jnas.spaces.text import ASCII_SPACE, check_text, echo, parse_int
+from jnas.spaces.text import ASCII_SPACE, TextErrors, check_text, echo, parse_int
 
 KINDS = ("conv", "dense", "maxpool", "avgpool", "gpool", "add", "concat")
 POOLS = ("maxpool", "avgpool")
@@ -96,6 +98,22 @@ class GraphError(ArchitectureError):
     """A graph that is not a valid network (the subclasses name the problem)."""
 
 
+class GraphSyntaxError(GraphError, ArchitectureSyntaxError):
+    """A text (or layer name) not of the graph's text form."""
+
+
+class GraphNonAsciiError(GraphSyntaxError, NonAsciiTextError):
+    """A text with a character outside ASCII (e.g. a Unicode digit)."""
+
+
+class GraphTypeError(GraphError, ArchitectureTypeError):
+    """A value of the wrong type (a text that is not a str, a width that is not an int)."""
+
+
+class GraphRangeError(GraphError, ArchitectureRangeError):
+    """A well-formed value out of range: a kernel size that is not 1, 3 or 5, a width < 1."""
+
+
 class GraphCycleError(GraphError):
     """Layers that read each other in a cycle."""
 
@@ -111,11 +129,11 @@ class GraphShapeError(GraphError):
     feature map, an output that is not a vector."""
 
 
-class UnknownLayerError(GraphError, ArchitectureSyntaxError):
+class UnknownLayerError(GraphSyntaxError):
     """A layer kind that is not one of :data:`KINDS`."""
 
 
-class GraphLimitError(GraphError, ArchitectureRangeError):
+class GraphLimitError(GraphRangeError):
     """A graph over its space's size limits (``max_layers``, ``max_params``)."""
 
 
@@ -205,9 +223,7 @@ class Graph:
     def __post_init__(self):
         layers = self.layers
         if isinstance(layers, Layer) or not isinstance(layers, tuple | list):
-            raise ArchitectureTypeError(
-                f"a graph's layers must be a tuple of Layer, got {echo(layers)}"
-            )
+            raise GraphTypeError(f"a graph's layers must be a tuple of Layer, got {echo(layers)}")
         layers = tuple(layers)
         if not layers:
             raise GraphError("a graph needs at least one layer")
@@ -366,10 +382,10 @@ class Graph:
 
 def _check_layer(layer) -> None:
     if not isinstance(layer, Layer):
-        raise ArchitectureTypeError(f"a graph's layers must be Layer objects, got {echo(layer)}")
+        raise GraphTypeError(f"a graph's layers must be Layer objects, got {echo(layer)}")
     name = layer.name
     if not (isinstance(name, str) and _NAME_RE.fullmatch(name) and len(name) <= MAX_NAME):
-        raise ArchitectureSyntaxError(
+        raise GraphSyntaxError(
             f"a layer name must match [a-z][a-z0-9_]* (at most {MAX_NAME} characters), "
             f"got {echo(name)}"
         )
@@ -380,7 +396,7 @@ def _check_layer(layer) -> None:
             f"layer {name!r} has the unknown kind {echo(layer.kind)}; known: {list(KINDS)}"
         )
     if not isinstance(layer.inputs, tuple) or not all(isinstance(i, str) for i in layer.inputs):
-        raise ArchitectureTypeError(f"layer {name!r}: inputs must be a tuple of names")
+        raise GraphTypeError(f"layer {name!r}: inputs must be a tuple of names")
     n = len(layer.inputs)
     if layer.kind in MERGES:
         if n < 2:
@@ -394,21 +410,19 @@ def _check_layer(layer) -> None:
     for field in ("width", "kernel"):
         v = getattr(layer, field)
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise ArchitectureTypeError(f"layer {name!r}: {field} must be an int, got {echo(v)}")
+            raise GraphTypeError(f"layer {name!r}: {field} must be an int, got {echo(v)}")
     if layer.kind in WEIGHTED:
         if layer.width < 1:
-            raise ArchitectureRangeError(f"layer {name!r}: width must be >= 1, got {layer.width}")
+            raise GraphRangeError(f"layer {name!r}: width must be >= 1, got {layer.width}")
     elif layer.width != 0:
-        raise ArchitectureRangeError(
-            f"{layer.kind} layer {name!r} has no width (got {layer.width})"
-        )
+        raise GraphRangeError(f"{layer.kind} layer {name!r} has no width (got {layer.width})")
     if layer.kind == "conv":
         if layer.kernel not in KERNELS:
-            raise ArchitectureRangeError(
+            raise GraphRangeError(
                 f"conv layer {name!r}: kernel must be one of {list(KERNELS)}, got {layer.kernel}"
             )
     elif layer.kernel != 0:
-        raise ArchitectureRangeError(f"{layer.kind} layer {name!r} has no kernel")
+        raise GraphRangeError(f"{layer.kind} layer {name!r} has no kernel")
 
 
 def _topological(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
@@ -486,23 +500,31 @@ def _shape_text(s: Shape) -> str:
 _LAYER_RE = re.compile(r"([a-z][a-z0-9_]*)=([a-z]+)([0-9]+(?:x[0-9]+)?)?<-([a-z0-9_,]+)")
 
 
+_TEXT_ERRORS = TextErrors(
+    syntax=GraphSyntaxError,
+    non_ascii=GraphNonAsciiError,
+    type=GraphTypeError,
+    range=GraphRangeError,
+)
+
+
 def parse_graph(text) -> Graph:
     """Text form -> :class:`Graph` (module docstring), strict.
 
     Raises:
-      ArchitectureTypeError: not a ``str``.
-      ArchitectureSyntaxError: a layer not of the form ``name=op<-inputs`` (white space
+      GraphTypeError: not a ``str``.
+      GraphSyntaxError: a layer not of the form ``name=op<-inputs`` (white space
         around a layer ignored), non-ASCII text, numbers with signs or leading zeros.
       UnknownLayerError: an op that is not a layer kind.
       GraphError: (subclasses) a graph that is not a valid network.
     """
     what = "a graph architecture string"
-    text = check_text(text, what)
+    text = check_text(text, what, _TEXT_ERRORS)
     layers = []
     for k, part in enumerate(p.strip(ASCII_SPACE) for p in text.split(";")):
         m = _LAYER_RE.fullmatch(part)
         if m is None:
-            raise ArchitectureSyntaxError(
+            raise GraphSyntaxError(
                 f"cannot parse layer {k} {echo(part)} of {echo(text)}: expected "
                 "name=op<-input[,input...] with op conv{k}x{w}, dense{w}, maxpool, avgpool, "
                 "gpool, add or concat"
@@ -510,28 +532,28 @@ def parse_graph(text) -> Graph:
         name, op, nums, ins = m.groups()
         inputs = tuple(ins.split(","))
         if any(not _NAME_RE.fullmatch(i) for i in inputs):
-            raise ArchitectureSyntaxError(f"layer {name!r} has an empty or malformed input name")
+            raise GraphSyntaxError(f"layer {name!r} has an empty or malformed input name")
         where = f"layer {name!r}"
         if op == "conv":
             parts = (nums or "").split("x")
             if len(parts) != 2:
-                raise ArchitectureSyntaxError(
+                raise GraphSyntaxError(
                     f"{where}: expected conv{{kernel}}x{{width}}, got {op}{nums or ''}"
                 )
             kernel, width = (
-                parse_int(p, f"{where}'s {f}")
+                parse_int(p, f"{where}'s {f}", _TEXT_ERRORS)
                 for p, f in zip(parts, ("kernel", "width"), strict=True)
             )
             layers.append(Layer(name, "conv", inputs, width, kernel))
         elif op == "dense":
             if nums is None or "x" in nums:
-                raise ArchitectureSyntaxError(
-                    f"{where}: expected dense{{width}}, got {op}{nums or ''}"
-                )
-            layers.append(Layer(name, "dense", inputs, parse_int(nums, f"{where}'s width")))
+                raise GraphSyntaxError(f"{where}: expected dense{{width}}, got {op}{nums or ''}")
+            layers.append(
+                Layer(name, "dense", inputs, parse_int(nums, f"{where}'s width", _TEXT_ERRORS))
+            )
         elif op in KINDS:
             if nums is not None:
-                raise ArchitectureSyntaxError(f"{where}: {op} takes no numbers, got {op}{nums}")
+                raise GraphSyntaxError(f"{where}: {op} takes no numbers, got {op}{nums}")
             layers.append(Layer(name, op, inputs))
         else:
             raise UnknownLayerError(f"{where} has the unknown op {op!r}; known: {list(KINDS)}")
@@ -625,12 +647,12 @@ class GraphSpace(SearchSpace):
         return self.check(parse_graph(text))
 
     def as_graph(self, arch) -> Graph:
-        """``arch`` as a Graph (a Graph, or its text); ArchitectureTypeError otherwise."""
+        """``arch`` as a Graph (a Graph, or its text); GraphTypeError otherwise."""
         if isinstance(arch, Graph):
             return arch
         if isinstance(arch, str):
             return self.parse(arch)
-        raise ArchitectureTypeError(f"expected a Graph or its text, got {type(arch).__name__}")
+        raise GraphTypeError(f"expected a Graph or its text, got {type(arch).__name__}")
 
     # -- limits and members ----------------------------------------------------------------
 
@@ -723,6 +745,10 @@ class GraphSpace(SearchSpace):
             return_variables=return_variables,
         )
 
+    def draw(self, arch, out_dir: str, *, formats=("png", "svg"), backend: str = "auto"):
+        """Pictures of ``arch`` (a Graph or its text) in ``out_dir``: :func:`draw_graph`."""
+        return draw_graph(self.as_graph(arch), out_dir, formats=formats, backend=backend)
+
 
 def scale_widths(graph: Graph, factor: float) -> Graph:
     """The graph with every conv and dense width multiplied by ``factor`` (rounded, >= 1)."""
@@ -812,3 +838,154 @@ class GraphNet(nn.Module):
                 h = jnp.concatenate(ins, axis=-1)
             out[layer.name] = h
         return nn.Dense(self.num_classes, name=CLASSIFIER)(out[self.graph.output])
+
+
+# -- pictures -----------------------------------------------------------------------------------
+
+_KIND_FILL = {  # Graphviz colour names; matplotlib's below are the same colours
+    "input": "darkseagreen2",
+    "conv": "lightblue",
+    "dense": "lightblue",
+    "maxpool": "lightgray",
+    "avgpool": "lightgray",
+    "gpool": "lightgray",
+    "add": "palegoldenrod",
+    "concat": "palegoldenrod",
+    "output": "darkseagreen2",
+}
+_KIND_MPL = {**_KIND_FILL, "input": "#b4eeb4", "output": "#b4eeb4"}
+
+
+def picture_graph(graph: Graph):
+    """Nodes ``(name, label, kind)`` (``input`` first, ``classifier`` last) and edges
+    ``(source, target, is_main)`` of the picture; ``is_main``: on the main chain."""
+    nodes = [(INPUT, "input", "input")]
+    nodes += [(x.name, f"{x.name}: {x.op_text()}", x.kind) for x in graph.layers]
+    nodes.append((CLASSIFIER, "classifier", "output"))
+    chain = graph.main_chain + (CLASSIFIER,)
+    main = set(zip(chain[:-1], chain[1:], strict=True))
+    edges = [(i, x.name, (i, x.name) in main) for x in graph.layers for i in x.inputs]
+    edges.append((graph.output, CLASSIFIER, True))
+    return nodes, edges
+
+
+def graph_dot(graph: Graph) -> str:
+    """The Graphviz DOT source of the graph (styled like :mod:`jnas.spaces.draw`'s cells):
+    top to bottom, skip connections dashed."""
+    nodes, edges = picture_graph(graph)
+    lines = [
+        "digraph network {",
+        "  rankdir=TB;",
+        '  node [style="rounded,filled", shape=rect, align=center, fontsize=16, height=0.4,'
+        ' penwidth=2, fontname="times"];',
+        "  edge [penwidth=1.5];",
+    ]
+    for name, label, kind in nodes:
+        lines.append(f'  "{name}" [label="{label}", fillcolor={_KIND_FILL[kind]}];')
+    for src, dst, is_main in edges:
+        lines.append(
+            f'  "{src}" -> "{dst}"' + ("" if is_main else " [style=dashed, color=gray40]") + ";"
+        )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _render_graph_matplotlib(graph: Graph, paths: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nodes, edges = picture_graph(graph)
+    depth = {INPUT: 0}
+    for x in graph.layers:
+        depth[x.name] = 1 + max(depth[i] for i in x.inputs)
+    depth[CLASSIFIER] = depth[graph.output] + 1
+    # The main chain (the longest path: a node's depth is its place on it) down column 0,
+    # the other layers to its right at their depth.
+    on_chain = set(graph.main_chain) | {CLASSIFIER}
+    rows: dict[int, list[str]] = {}
+    for name, _, _ in nodes:
+        rows.setdefault(depth[name], []).append(name)
+    pos = {}
+    for d, names in rows.items():
+        off = [n for n in names if n not in on_chain]
+        for name in names:
+            col = 0 if name in on_chain else 1 + off.index(name)
+            pos[name] = (2.6 * col, -1.0 * d)
+    wide = max(map(len, rows.values()))
+    fig, ax = plt.subplots(figsize=(2.6 * wide + 2, 0.6 * len(rows) + 1))
+    for src, dst, is_main in edges:
+        (x0, y0), (x1, y1) = pos[src], pos[dst]
+        ax.annotate(
+            "",
+            xy=(x1, y1),
+            xytext=(x0, y0),
+            arrowprops=dict(
+                arrowstyle="-|>",
+                color="black" if is_main else "gray",
+                lw=1.2,
+                ls="-" if is_main else "--",
+                shrinkA=9,
+                shrinkB=9,
+                connectionstyle=f"arc3,rad={0.0 if is_main else 0.2}",
+            ),
+        )
+    for name, label, kind in nodes:
+        x, y = pos[name]
+        ax.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=9,
+            fontfamily="serif",
+            bbox=dict(boxstyle="round", fc=_KIND_MPL[kind], ec="black", lw=1.2),
+        )
+    xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
+    ax.set_xlim(min(xs) - 2, max(xs) + 2)
+    ax.set_ylim(min(ys) - 1, max(ys) + 1)
+    ax.axis("off")
+    with plt.rc_context({"svg.fonttype": "none"}):  # SVG labels stay text (searchable)
+        for path in paths:
+            fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
+def draw_graph(
+    graph: Graph, out_dir: str, *, formats: tuple[str, ...] = ("png", "svg"), backend: str = "auto"
+) -> list[str]:
+    """Renders ``graph`` into ``out_dir`` (created if missing): ``graph.dot`` and
+    ``graph.<fmt>`` per format, with Graphviz where it is installed, else matplotlib (as
+    :func:`jnas.spaces.draw.draw_genotype`).
+
+    Args:
+      graph: the graph.
+      out_dir: the directory.
+      formats: image formats (``png``, ``svg``, ``pdf``).
+      backend: ``"auto"``, ``"graphviz"`` or ``"matplotlib"``.
+
+    Returns:
+      The paths written, the DOT source first.
+    """
+    from jnas.spaces.draw import _render_dot
+
+    if backend not in ("auto", "graphviz", "matplotlib"):
+        raise ValueError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph must be a Graph, got {type(graph).__name__}")
+    os.makedirs(out_dir, exist_ok=True)
+    source = graph_dot(graph)
+    dot_path = os.path.join(out_dir, "graph.dot")
+    with open(dot_path, "w") as f:
+        f.write(source)
+    paths = [os.path.join(out_dir, f"graph.{fmt}") for fmt in formats]
+    done = backend != "matplotlib" and all(
+        _render_dot(source, p, fmt) for p, fmt in zip(paths, formats, strict=True)
+    )
+    if not done:
+        if backend == "graphviz":
+            raise RuntimeError("Graphviz is not available: install `graphviz` (dot)")
+        _render_graph_matplotlib(graph, paths)
+    return [dot_path, *paths]

@@ -209,6 +209,11 @@ def _apply(graph: Graph, edit: Edit) -> Graph:
     if edit.kind == "deeper":
         at = _layer(graph, edit.at, edit)
         shape = graph.shapes[at.name]
+        if shape.channels is None:
+            raise EditError(
+                f"{edit}: {at.name!r} pools the image, which may be negative: a ReLU after it "
+                "would not be the identity"
+            )
         if shape.is_map:
             if edit.kernel not in KERNELS:
                 raise EditError(f"{edit}: a conv block's kernel must be one of {list(KERNELS)}")
@@ -246,6 +251,8 @@ def _apply(graph: Graph, edit: Edit) -> Graph:
     shapes = graph.shapes
     if not (shapes[src.name].is_map and shapes[dst.name].is_map):
         raise EditError(f"{edit}: a skip connection joins two feature maps")
+    if shapes[src.name].channels is None or shapes[dst.name].channels is None:
+        raise EditError(f"{edit}: a merge may not read the image (or its pooling) directly")
     if src.name not in graph.ancestors[dst.name]:
         raise EditError(f"{edit}: {src.name!r} is not before {dst.name!r} (that would be a cycle)")
     if edit.kind == "skip_add" and shapes[src.name].channels != shapes[dst.name].channels:
@@ -286,6 +293,8 @@ def candidate_edits(space, graph: Graph) -> list[Edit]:
     shapes = graph.shapes
     out = []
     for n in chain:
+        if shapes[n].channels is None:  # the image, pooled: may be negative
+            continue
         if shapes[n].is_map:
             out += [Edit("deeper", n, kernel=k) for k in space.kernels]
         else:
@@ -304,7 +313,7 @@ def candidate_edits(space, graph: Graph) -> list[Edit]:
     for n in chain:
         count += graph.by_name[n].kind in WEIGHTED
         weighted[n] = count
-    maps = [n for n in chain if shapes[n].is_map]
+    maps = [n for n in chain if shapes[n].is_map and shapes[n].channels is not None]
     for kind in ("skip_add", "skip_concat"):
         for j, dst in enumerate(maps):
             if kind == "skip_concat" and not _concat_ok(graph, dst):
@@ -390,12 +399,7 @@ def morph_variables(space, parent: Graph, child_or_edit, variables, key):
         edit, child = edit_between(parent, child_or_edit), child_or_edit
     params = {k: _to_numpy(v) for k, v in dict(variables["params"]).items()}
     stats = {k: _to_numpy(v) for k, v in dict(variables.get("batch_stats", {})).items()}
-    expected = {x.name for x in parent.layers if x.kind in (*WEIGHTED, "add")} | {CLASSIFIER}
-    if set(params) != expected:
-        raise EditError(
-            f"the variables do not belong to the parent graph: params hold {sorted(params)}, "
-            f"the graph's network has {sorted(expected)}"
-        )
+    _check_belongs(parent, params, stats)
     if edit.kind == "deeper":
         new = next(x for x in child.layers if x.name not in parent.by_name)
         c = new.width
@@ -476,6 +480,43 @@ def morph_variables(space, parent: Graph, child_or_edit, variables, key):
     if child.output in idx:
         _reader_rows(params[CLASSIFIER], "classifier", idx[child.output], share[child.output])
     return {"params": params, "batch_stats": stats}
+
+
+def _check_belongs(graph: Graph, params: dict, stats: dict) -> None:
+    """EditError unless ``params`` / ``stats`` have the shapes of ``graph``'s network."""
+    from jnas.spaces.graph import GraphNet
+
+    expected = {x.name for x in graph.layers if x.kind in (*WEIGHTED, "add")} | {CLASSIFIER}
+    if set(params) != expected:
+        raise EditError(
+            f"the variables do not belong to the parent graph: params hold {sorted(params)}, "
+            f"the graph's network has {sorted(expected)}"
+        )
+    try:
+        num_classes = int(np.shape(params[CLASSIFIER]["bias"])[0])
+        first = next(
+            x for x in graph.layers if x.kind == "conv" and graph.channels(x.inputs[0]) is None
+        )
+        c_in = int(np.shape(params[first.name]["conv"]["kernel"])[2])
+    except (KeyError, TypeError, IndexError, StopIteration):
+        raise EditError("the variables do not belong to the parent graph") from None
+    shapes = jax.eval_shape(
+        GraphNet(graph, num_classes).init,
+        jax.random.key(0),
+        jax.ShapeDtypeStruct((1, 8, 8, c_in), np.float32),
+    )
+    want = jax.tree_util.tree_flatten_with_path(
+        {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}
+    )[0]
+    have = dict(jax.tree_util.tree_flatten_with_path({"params": params, "batch_stats": stats})[0])
+    for path, leaf in want:
+        got = have.get(path)
+        if got is None or tuple(np.shape(got)) != tuple(leaf.shape):
+            raise EditError(
+                f"the variables do not belong to the parent graph: {jax.tree_util.keystr(path)} "
+                f"has shape {None if got is None else tuple(np.shape(got))}, the parent's "
+                f"network has {tuple(leaf.shape)}"
+            )
 
 
 def _to_numpy(tree):
