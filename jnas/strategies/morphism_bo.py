@@ -686,13 +686,15 @@ def acquisition_search(
     t_min: float = T_MIN,
     decay: float = DECAY,
     n_neighbours: int = N_NEIGHBOURS,
+    trace: list | None = None,
 ) -> Proposal | None:
     """The tree-structured search with simulated annealing of Auto-Keras 0.3.7
     (``BayesianOptimizer.generate``; module docstring) for the child of highest UCB.
 
     Returns the best candidate found (its ``info``: ``acq``, ``mean``, ``std``, ``pops``
     (queue elements popped), ``expanded``, ``scored`` (candidates valued)), or None when
-    every candidate reached was trained or in ``seen``.
+    every candidate reached was trained or in ``seen``. ``trace``, a list, receives every
+    candidate valued as a :class:`Proposal` (``info["acq"]`` its UCB).
     """
     rng = _rng(key)
     seen = set(seen)
@@ -719,6 +721,8 @@ def acquisition_search(
                 scored += len(children)
                 for (child_edits, child), a, m, s in zip(children, acq, mean, std):
                     heapq.heappush(queue, (-float(a), next(counter), parent, child_edits, child))
+                    if trace is not None:
+                        trace.append(Proposal(parent, child_edits, child, {"acq": float(a)}))
                     if a > best_acq:
                         best_acq = float(a)
                         best = (parent, child_edits, child, float(m), float(s))
