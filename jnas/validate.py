@@ -357,6 +357,8 @@ def check_search_config(config, *, strategy=None, prefix: str = "") -> None:
             kind = problems.hook("strategy", kind_of, name)
     if kind == "gradient":
         _check_gradient(config, name, problems)
+    elif kind == "shared":
+        _check_shared(config, name, problems)
     elif kind == "discrete":
         _check_discrete(config, strategy, problems)
     elif kind == "morphism":  # network morphisms over the graph space (jnas.runner.morphism)
@@ -364,7 +366,7 @@ def check_search_config(config, *, strategy=None, prefix: str = "") -> None:
     elif kind is not None:
         problems.add(
             "strategy",
-            f"{name!r} is of kind {kind!r}; searches run gradient, discrete or morphism",
+            f"{name!r} is of kind {kind!r}; searches run gradient, shared, discrete or morphism",
         )
 
     retrain = config.get("retrain")
@@ -414,6 +416,23 @@ def _check_gradient(config, name: str, problems: _Problems) -> None:
             f"{start} >= search.epochs = {epochs}: alpha would never be trained (the genotype "
             "would come from its initial values)",
         )
+
+
+def _check_shared(config, name: str, problems: _Problems) -> None:
+    """A shared-weight (ENAS) search: its basic keys, then the strategy's own check (the
+    controller's settings, the child's schedule, the space: ``check_config``)."""
+    from jnas.strategies.enas import shared_strategy
+
+    _require(
+        config,
+        ("space", "controller", "search.epochs", "search.batch_size", "optim_w.lr_max"),
+        problems,
+    )
+    strategy = problems.hook("strategy", shared_strategy, name)
+    if strategy is None or problems.lines:
+        return
+    if strategy.check_config is not None:
+        problems.hook(name, strategy.check_config, config)
 
 
 def _check_morphism(config, problems: _Problems) -> None:

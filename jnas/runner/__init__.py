@@ -3,7 +3,8 @@
 * :func:`run_search` runs the search a config describes, in the host loop of its
   strategy's kind (:func:`jnas.strategies.base.kind_of`): ``"gradient"`` strategies in
   :func:`jnas.runner.search.search`, ``"discrete"`` ones in
-  :func:`jnas.runner.discrete.search`. :func:`jnas.runner.train.train` retrains a genotype.
+  :func:`jnas.runner.discrete.search`, ``"shared"`` ones (ENAS) in
+  :func:`jnas.runner.enas.search`. :func:`jnas.runner.train.train` retrains a genotype.
 * :func:`runtime_config` fills a config's ``runtime`` section (the switches of
   :mod:`jnas.ops.settings`: native kernels, XLA options) with its defaults, and
   :func:`use_runtime` puts it in force for a run and records what it resolved to.
@@ -24,6 +25,7 @@ import ml_collections
 HOST_LOOPS = {
     "gradient": "jnas.runner.search:search",
     "discrete": "jnas.runner.discrete:search",
+    "shared": "jnas.runner.enas:search",
     "morphism": "jnas.runner.morphism:search",
 }
 

@@ -63,12 +63,14 @@ from jnas.spaces.base import FidelityError  # noqa: F401  (one class: spaces and
 from jnas.spaces.discrete import DecisionSpec
 
 STRATEGIES = Registry("strategy", package="jnas.strategies")
-KINDS = ("discrete", "gradient", "morphism")  # morphism: jnas.strategies.morphism_bo
+KINDS = ("discrete", "gradient", "shared", "morphism")
+# shared: ENAS-style (jnas.strategies.enas); morphism: network morphisms over the graph space
+# (jnas.strategies.morphism_bo)
 
 
 def kind_of(name: str) -> str:
-    """``"discrete"``, ``"gradient"`` or ``"morphism"`` for a strategy name (registered, or
-    ``"pkg.module:attr"``: then the object's ``KIND`` attribute says)."""
+    """``"discrete"``, ``"gradient"``, ``"shared"`` or ``"morphism"`` for a strategy name
+    (registered, or ``"pkg.module:attr"``: then the object's ``KIND`` attribute says)."""
     kind = STRATEGIES.info(name).get("kind") or getattr(STRATEGIES.get(name), "KIND", None)
     if kind not in KINDS:
         raise ValueError(

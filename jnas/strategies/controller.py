@@ -21,6 +21,14 @@ axis: compile time does not grow with the number of decisions (an unrolled 15-la
 controller took minutes to compile its gradient on CPU). All functions are pure, jit-compiled,
 and take an explicit PRNG key; the spec is static.
 
+ENAS's logit transforms (Pham et al. 2018; melodyguan/enas, src/cifar10/general_controller.py
+and micro_controller.py) are an option, :class:`LogitTransform`, given to `sample` / `log_prob` /
+... as the static `transform`: each logit is divided by a temperature, then squashed to
+c * tanh(logit) (c = `tanh_constant`, divided by `op_tanh_reduce` at the decisions it marks as
+ops), and an anchor row is [-l, l] instead of [0, l] where asked (ENAS's `[-query, query]`).
+Without a transform (the default) the programs are the NAS-RL ones above, unchanged.
+`skip_penalty` is ENAS's macro penalty on the anchors' skip probabilities.
+
 Example:
   >>> params = init(jax.random.key(0), nb201.SPEC)
   >>> actions, logp, ent = sample(params, jax.random.key(1), nb201.SPEC)
@@ -30,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import NamedTuple
@@ -59,6 +68,75 @@ class _Steps(NamedTuple):
     row_valid: np.ndarray  # [T, S] which of a step's S output rows are real positions
     step_of: np.ndarray  # [length] the step that emits each position
     row_of: np.ndarray  # [length] and its row within that step
+
+
+@dataclasses.dataclass(frozen=True)
+class LogitTransform:
+    """ENAS's transforms of the controller's logits (hashable: a static jit argument).
+
+    Every logit l of a position (a categorical's, or an anchor bit's) becomes, in this order
+    (melodyguan/enas, src/cifar10/micro_controller.py ``_build_sampler``):
+
+        l <- l / temperature                     (when ``temperature`` is set)
+        l <- c * tanh(l)                         (when ``tanh_constant`` is set)
+
+    with ``c = tanh_constant / op_tanh_reduce`` at the decisions ``op_decisions`` marks
+    (ENAS's micro op choices) and ``c = tanh_constant`` elsewhere. ``symmetric_anchors``
+    makes an anchor bit's row ``[-l, l]`` (ENAS's macro controller: ``concat([-query,
+    query])`` before the transforms, so P(bit) = sigmoid(2 l)) instead of NAS-RL's
+    ``[0, l]`` (P(bit) = sigmoid(l)).
+
+    Attributes:
+      temperature: > 0, or None (no division).
+      tanh_constant: > 0, or None (no tanh).
+      op_tanh_reduce: > 0; divides ``tanh_constant`` at op decisions.
+      op_decisions: one bool per decision of the spec (empty: no op decisions).
+      symmetric_anchors: anchor rows ``[-l, l]``.
+
+    Raises:
+      ValueError: a value out of range (named).
+    """
+
+    temperature: float | None = None
+    tanh_constant: float | None = None
+    op_tanh_reduce: float = 1.0
+    op_decisions: tuple[bool, ...] = ()
+    symmetric_anchors: bool = False
+
+    def __post_init__(self):
+        for name in ("temperature", "tanh_constant"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(
+                    f"the controller's {name} must be None or a finite number > 0, got {v!r}"
+                )
+        r = self.op_tanh_reduce
+        if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+            raise ValueError(
+                f"the controller's op_tanh_reduce must be a finite number > 0, got {r!r}"
+            )
+        object.__setattr__(self, "op_decisions", tuple(bool(b) for b in self.op_decisions))
+
+    def step_constants(self, spec: DecisionSpec) -> np.ndarray:
+        """float32 ``[num decisions]``: the tanh constant of each decision (0: no tanh)."""
+        n = len(spec.decisions)
+        if self.op_decisions and len(self.op_decisions) != n:
+            raise ValueError(
+                f"op_decisions has {len(self.op_decisions)} entries for a spec of {n} decisions"
+            )
+        if self.tanh_constant is None:
+            return np.zeros(n, np.float32)
+        ops = np.asarray(self.op_decisions or (False,) * n)
+        c = float(self.tanh_constant)
+        return np.where(ops, c / float(self.op_tanh_reduce), c).astype(np.float32)
+
+    def apply(self, logits: jax.Array, c: jax.Array) -> jax.Array:
+        """``logits`` transformed with this step's tanh constant ``c`` (traced)."""
+        if self.temperature is not None:
+            logits = logits / self.temperature
+        if self.tanh_constant is not None:
+            logits = c * jnp.tanh(logits)
+        return logits
 
 
 @functools.lru_cache(maxsize=64)
@@ -141,8 +219,9 @@ def init(key: jax.Array, spec: DecisionSpec, hidden_size: int = DEFAULT_HIDDEN_S
     return treedef.unflatten([p.reshape(leaf.shape) for p, leaf in zip(parts, leaves, strict=True)])
 
 
-def _run(params: dict, spec: DecisionSpec, key=None, actions=None):
-    """Samples (given `key`) or scores (given `actions`) one architecture.
+def _run(params: dict, spec: DecisionSpec, key=None, actions=None, transform=None):
+    """Samples (given `key`) or scores (given `actions`) one architecture; `transform`: a
+    :class:`LogitTransform` or None.
 
     Returns:
       `(actions, logits)`: int32 `[length]` and float32 `[length, K]` padded logits of the
@@ -162,16 +241,26 @@ def _run(params: dict, spec: DecisionSpec, key=None, actions=None):
 
     def step(carry, xs):
         lstm, x, anchor_h, anchor_proj = carry
-        t, is_anchor, ci, ai, n, valid, a_given = xs
+        t, is_anchor, ci, ai, n, valid, a_given, *c = xs
+        c = c[0] if c else None
         lstm, hidden = cell.apply({"params": params["cell"]}, lstm, x)
         hid = hidden[0]
         rows = filler
         if st.num_cats:
             z = hid @ params["head_kernel"][ci] + params["head_bias"][ci]
+            if transform is not None:
+                z = transform.apply(z, c)
             rows = rows.at[0].set(jnp.where(cols < n, z, -jnp.inf))
         if st.num_anchors:
             scores = jnp.tanh(anchor_proj[:s] + hid @ params["w_curr"]) @ params["v"]  # [s]
-            rows = jnp.where(is_anchor, filler.at[:, 1].set(scores), rows)
+            if transform is None:
+                anchor_rows = filler.at[:, 1].set(scores)
+            else:
+                scores = transform.apply(scores, c)
+                anchor_rows = filler.at[:, 1].set(scores)
+                if transform.symmetric_anchors:
+                    anchor_rows = anchor_rows.at[:, 0].set(-scores)
+            rows = jnp.where(is_anchor, anchor_rows, rows)
         if actions is None:
             a = jax.random.categorical(jax.random.fold_in(key, t), rows).astype(jnp.int32)
         else:
@@ -200,6 +289,8 @@ def _run(params: dict, spec: DecisionSpec, key=None, actions=None):
         jnp.asarray(st.row_valid),
         given,
     )
+    if transform is not None:  # without one, the NAS-RL program exactly as before
+        xs = (*xs, jnp.asarray(transform.step_constants(spec)))
     _, (step_actions, step_rows) = jax.lax.scan(step, carry, xs)
     return step_actions[st.step_of, st.row_of], step_rows[st.step_of, st.row_of]
 
@@ -215,38 +306,89 @@ def _log_prob_and_entropy(actions: jax.Array, logits: jax.Array):
     return jnp.sum(chosen), ent
 
 
-@functools.partial(jax.jit, static_argnames="spec")
-def sample(params: dict, key: jax.Array, spec: DecisionSpec):
+@functools.partial(jax.jit, static_argnames=("spec", "transform"))
+def sample(params: dict, key: jax.Array, spec: DecisionSpec, transform=None):
     """Samples one architecture a ~ P(. ; theta).
 
     Args:
       params: controller parameters from `init`.
       key: a PRNG key.
       spec: the space (static).
+      transform: a :class:`LogitTransform` (static) or None.
 
     Returns:
       `(actions, log_prob, entropy)`: int32 `[length]`; log P(a) = sum_t log P(a_t | a_<t);
       and the sum over positions of the entropy of each conditional distribution.
     """
-    actions, logits = _run(params, spec, key=key)
+    actions, logits = _run(params, spec, key=key, transform=transform)
     return (actions, *_log_prob_and_entropy(actions, logits))
 
 
-@functools.partial(jax.jit, static_argnames="spec")
-def log_prob_and_entropy(params: dict, actions: jax.Array, spec: DecisionSpec):
+@functools.partial(jax.jit, static_argnames=("spec", "transform"))
+def log_prob_and_entropy(params: dict, actions: jax.Array, spec: DecisionSpec, transform=None):
     """log P(a) = sum_t log P(a_t | a_<t) and the summed per-step entropy, for given actions."""
     actions = jnp.asarray(actions, jnp.int32)
-    _, logits = _run(params, spec, actions=actions)
+    _, logits = _run(params, spec, actions=actions, transform=transform)
     return _log_prob_and_entropy(actions, logits)
 
 
-@functools.partial(jax.jit, static_argnames="spec")
-def log_prob(params: dict, actions: jax.Array, spec: DecisionSpec) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("spec", "transform"))
+def log_prob(params: dict, actions: jax.Array, spec: DecisionSpec, transform=None) -> jax.Array:
     """log P(a ; theta) = sum_t log P(a_t | a_<t ; theta) of a given architecture."""
-    return log_prob_and_entropy(params, actions, spec)[0]
+    return log_prob_and_entropy(params, actions, spec, transform=transform)[0]
 
 
-@functools.partial(jax.jit, static_argnames="spec")
-def logits(params: dict, actions: jax.Array, spec: DecisionSpec) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("spec", "transform"))
+def logits(params: dict, actions: jax.Array, spec: DecisionSpec, transform=None) -> jax.Array:
     """The padded logits `[length, K]` each position's action is drawn from, given `actions`."""
-    return _run(params, spec, actions=jnp.asarray(actions, jnp.int32))[1]
+    return _run(params, spec, actions=jnp.asarray(actions, jnp.int32), transform=transform)[1]
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "transform"))
+def score(params: dict, actions: jax.Array, spec: DecisionSpec, transform=None):
+    """``(log P(a), summed entropy, padded logits [length, K])`` of given actions, in one pass."""
+    actions = jnp.asarray(actions, jnp.int32)
+    _, rows = _run(params, spec, actions=actions, transform=transform)
+    return (*_log_prob_and_entropy(actions, rows), rows)
+
+
+def anchor_positions(spec: DecisionSpec) -> np.ndarray:
+    """int32 ``[length]``: the index among the anchors with sources of the anchor each
+    position's bit belongs to, -1 for a categorical's position."""
+    out, k = [], 0
+    for d in spec.decisions:
+        if isinstance(d, Anchor):
+            out += [k] * d.num_sources
+            k += d.num_sources > 0
+        else:
+            out.append(-1)
+    return np.asarray(out, np.int32)
+
+
+def skip_penalty(rows: jax.Array, spec: DecisionSpec, skip_target: float) -> jax.Array:
+    """ENAS's macro skip penalty of one architecture's logit rows (from `score`/`logits`).
+
+    With p = sigmoid(row[1]) per anchor bit (ENAS: ``sigmoid`` of the transformed
+    ``[-query, query]``, whose second entry is row[1] here), the penalty is the mean over the
+    anchors with sources of sum_bits KL(Bern(p) || Bern(skip_target)), as
+    ``general_controller.py`` (``kl = skip_prob * log(skip_prob / skip_targets)`` summed
+    over both columns, then ``reduce_mean`` over layers). 0 for a spec without anchor bits.
+    """
+    pos = anchor_positions(spec)
+    bits = np.nonzero(pos >= 0)[0]
+    if not len(bits):
+        return jnp.zeros((), rows.dtype)
+    x = rows[bits, 1]
+    p, t = jax.nn.sigmoid(x), float(skip_target)
+    log_p, log_q = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)  # log p, log(1 - p): finite
+    kl = p * (log_p - math.log(t)) + (1.0 - p) * (log_q - math.log(1.0 - t))
+    per_anchor = jax.ops.segment_sum(kl, jnp.asarray(pos[bits]), num_segments=int(pos.max()) + 1)
+    return jnp.mean(per_anchor)
+
+
+def skip_rate(actions: jax.Array, spec: DecisionSpec) -> jax.Array:
+    """The fraction of anchor bits set (ENAS's ``skip_rate``; 0 without anchor bits)."""
+    bits = np.nonzero(anchor_positions(spec) >= 0)[0]
+    if not len(bits):
+        return jnp.zeros((), jnp.float32)
+    return jnp.mean(jnp.asarray(actions)[..., bits].astype(jnp.float32), axis=-1)

@@ -24,6 +24,13 @@ in the paper) is static; ``learning_rate``, ``baseline_decay`` and ``entropy_wei
 params (:class:`ReinforceParams`, traced: ``jax.vmap`` over them works and a new value does
 not recompile). Adam's moments come from ``optax.scale_by_adam`` and the step is scaled by
 ``-learning_rate`` from the params: the same update as ``optax.adam(learning_rate)``.
+
+ENAS's variant of the update (Pham et al. 2018; melodyguan/enas, src/cifar10/*_controller.py
+``build_trainer``; used by :mod:`jnas.strategies.enas`) is built from the options here:
+the controller's logit transforms and the macro skip penalty (``policy_loss``'s
+``transform``, ``skip_weight``, ``skip_target``), the entropy added to the reward instead of
+the loss (:func:`entropy_in_reward`), and a baseline moved by each reward before that
+reward's advantage is taken (:func:`sequential_baseline`).
 """
 
 from __future__ import annotations
@@ -73,27 +80,82 @@ class ReinforceState(struct.PyTreeNode):
 _ADAM = optax.scale_by_adam()
 
 
-def policy_loss(params, actions, rewards, baseline, spec: DecisionSpec, entropy_weight=0.0):
+def policy_loss(
+    params,
+    actions,
+    rewards,
+    baseline,
+    spec: DecisionSpec,
+    entropy_weight=0.0,
+    *,
+    transform=None,
+    skip_weight: float = 0.0,
+    skip_target: float = 0.4,
+):
     """The REINFORCE surrogate loss whose gradient is minus the policy gradient.
 
     L = -1/m sum_k (R_k - b) log P(a^k) - beta 1/m sum_k H(a^k)
+        [+ skip_weight 1/m sum_k skip_penalty(a^k)]
 
     Args:
       params: controller parameters.
       actions: int32 ``[m, length]`` sampled architectures.
       rewards: float32 ``[m]`` their rewards R_k.
-      baseline: the baseline b (no gradient flows through it).
+      baseline: the baseline b, a scalar or one per architecture ``[m]`` (no gradient flows
+        through it).
       spec: the space (static).
       entropy_weight: beta.
+      transform: the controller's :class:`~jnas.strategies.controller.LogitTransform`
+        (static) or None.
+      skip_weight: the weight of ENAS's macro skip penalty
+        (:func:`jnas.strategies.controller.skip_penalty`; a static float, 0: none).
+      skip_target: its target skip probability, in (0, 1).
 
     Returns:
       ``(loss, mean entropy)``: the scalar loss, and 1/m sum_k H(a^k) (summed per-step
       entropies of the policy the actions were sampled from).
     """
-    logp, ent = jax.vmap(lambda a: controller.log_prob_and_entropy(params, a, spec))(actions)
+    if transform is None and not skip_weight:  # REINFORCE as in Zoph & Le (the tabular runs)
+        logp, ent = jax.vmap(lambda a: controller.log_prob_and_entropy(params, a, spec))(actions)
+        penalty = 0.0
+    else:
+
+        def one(a):
+            logp, ent, rows = controller.score(params, a, spec, transform=transform)
+            pen = controller.skip_penalty(rows, spec, skip_target) if skip_weight else 0.0
+            return logp, ent, pen
+
+        logp, ent, penalty = jax.vmap(one)(actions)
+        penalty = skip_weight * jnp.mean(penalty)
     advantage = jax.lax.stop_gradient(rewards - baseline)
     mean_ent = jnp.mean(ent)
-    return -jnp.mean(advantage * logp) - entropy_weight * mean_ent, mean_ent
+    return -jnp.mean(advantage * logp) - entropy_weight * mean_ent + penalty, mean_ent
+
+
+def entropy_in_reward(rewards, entropies, entropy_weight):
+    """ENAS's reward: ``R_k + beta H(a^k)``, the sampled architecture's summed per-step
+    entropy added to its reward (no gradient flows through it), instead of an entropy term
+    in the loss (``*_controller.py``: ``self.reward += self.entropy_weight *
+    self.sample_entropy``)."""
+    return rewards + entropy_weight * jax.lax.stop_gradient(entropies)
+
+
+def sequential_baseline(baseline, rewards, decay):
+    """ENAS's baseline: moved by each reward, in order, before that reward's advantage.
+
+    ``b_k = b_(k-1) - (1 - d) (b_(k-1) - R_k)`` (``tf.assign_sub`` under a control
+    dependency of the reward in ``build_trainer``), starting from ``baseline``.
+
+    Returns:
+      ``(per-architecture baselines [m], the baseline after the last)``.
+    """
+
+    def step(b, r):
+        b = b - (1.0 - decay) * (b - r)
+        return b, b
+
+    last, each = jax.lax.scan(step, jnp.asarray(baseline, jnp.float32), rewards)
+    return each, last
 
 
 @STRATEGIES.register("reinforce", kind="discrete")
