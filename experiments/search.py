@@ -7,10 +7,12 @@ r"""Run an architecture search from a config file.
 
 The config's strategy picks the host loop (:func:`jnas.runner.run_search`): a gradient
 strategy searches a supernet and prints the genotype it derived and where the pictures of its
-cells were written (``<workdir>/cells``); a discrete strategy trains child networks and
-prints the best architecture. Rerunning the same command resumes from the last checkpoint in
-``--workdir``; a workdir belongs to one config (a rerun with a config that changes the results
-is refused unless ``--allow_config_change``). Errors: see :mod:`jnas.cli` (exit statuses).
+cells were written (``<workdir>/cells``); a shared-weight strategy (ENAS) prints the
+architecture it derived and writes the space's pictures of it (``<workdir>/pictures``); a
+discrete strategy trains child networks and prints the best architecture. Rerunning the same
+command resumes from the last checkpoint in ``--workdir``; a workdir belongs to one config (a
+rerun with a config that changes the results is refused unless ``--allow_config_change``).
+Errors: see :mod:`jnas.cli` (exit statuses).
 """
 
 import os
@@ -41,7 +43,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
     summary = run_search(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
-    if "genotype" in summary:  # a gradient search: a cell derived from the supernet
+    if "arch" in summary and "arch_acc" in summary:  # a shared-weight (ENAS) search
+        print(f"architecture: {summary['arch']} (validation accuracy {summary['arch_acc']:.4f})")
+        _space_pictures(FLAGS.config, summary["arch"], FLAGS.workdir)
+    elif "genotype" in summary:  # a gradient search: a cell derived from the supernet
         from jnas.spaces.draw import write_cell_pictures
 
         print(f"genotype: {summary['genotype']}")
@@ -51,6 +56,17 @@ def main(argv):
         print(f"best architecture: {summary['best_arch']} (reward {summary['best_reward']})")
     if "retrain" in summary:
         print(f"retrained test accuracy: {summary['retrain'].get('test_acc')}")
+
+
+def _space_pictures(config, text: str, workdir: str) -> None:
+    """The pictures the space draws of an architecture (``write_pictures`` or ``draw``)."""
+    from jnas.spaces.base import make_space
+
+    space = make_space(config.space)
+    draw = getattr(space, "write_pictures", None) or getattr(space, "draw", None)
+    if draw is not None:
+        paths = draw(space.parse(text), os.path.join(workdir, "pictures"))
+        print(f"pictures: {', '.join(p for p in paths if p.endswith('.png'))}")
 
 
 if __name__ == "__main__":
