@@ -4,7 +4,9 @@ r"""Retrain a genotype from scratch with an evaluation config, then test it.
       --config.genotype=DARTS_V2 --workdir=runs/eval_darts_v2
 
 ``--config.genotype`` is a published name (see ``python -m experiments.cells``), a
-``Genotype(...)`` text, or the path of a genotype file written by a search. Rerunning the
+``Genotype(...)`` text, or the path of a genotype file written by a search. A config with a
+``space`` section retrains that space's architecture from its text or file instead (an ENAS
+macro network: ``experiments/configs/eval_enas_macro_cifar10.py``). Rerunning the
 same command resumes from the last checkpoint in ``--workdir``; a workdir belongs to one config
 (a rerun with a config that changes the results is refused unless ``--allow_config_change``).
 Errors: see :mod:`jnas.cli` (exit statuses).

@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 
 from jnas import data as jdata
+from jnas.errors import ConfigError
 from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
 from jnas.runner.parallel import Parallel
@@ -44,6 +45,7 @@ from jnas.runner.progress import Progress
 from jnas.runner.train_step import Retrainer, create_optimizer
 from jnas.runner.workdir import check_workdir, record_config
 from jnas.runner.writers import MetricWriter, StepLog, write_text
+from jnas.spaces.base import make_space
 from jnas.spaces.cells import abstract_variables, build_network, count_params
 from jnas.spaces.genotype import Genotype
 from jnas.spaces.published import get_genotype
@@ -68,16 +70,19 @@ def build_trainer(
     Raises (before anything is traced or compiled) on a bad genotype or network shape.
     """
     m, t = config.model, config.train
-    model = build_network(
-        m.network,
-        genotype,
-        C=m.C,
-        layers=m.layers,
-        num_classes=num_classes,
-        auxiliary=m.auxiliary,
-        scan_cells=m.scan_cells,
-        bn_axis_name=axis_name,
-    )
+    if not isinstance(genotype, Genotype):  # a space's own network (see space_architecture)
+        model = genotype.eval_network(num_classes=num_classes, bn_axis_name=axis_name)
+    else:
+        model = build_network(
+            m.network,
+            genotype,
+            C=m.C,
+            layers=m.layers,
+            num_classes=num_classes,
+            auxiliary=m.auxiliary,
+            scan_cells=m.scan_cells,
+            bn_axis_name=axis_name,
+        )
     tx, lr_fn = create_optimizer(config.optim, t.epochs, steps_per_epoch)
     return Retrainer(
         model=model,
@@ -100,6 +105,31 @@ def load_data(config: ml_collections.ConfigDict):
     train = jdata.subset(*jdata.load_arrays(d.name, "train", **kw), d.limit or None)
     test = jdata.subset(*jdata.load_arrays(d.name, "test", **kw), d.test_limit or None)
     return info, train, test
+
+
+def space_architecture(config: ml_collections.ConfigDict, text: str | None = None):
+    """The architecture to retrain when ``config.space`` names a search space whose
+    networks are not DARTS cells (e.g. ``{"name": "enas_macro", ...}``): the space's
+    ``retrain_architecture`` of ``text`` (default ``config.genotype``: the architecture's
+    text or a file holding it); None when the config has no ``space``.
+
+    The object has ``str`` (its text) and ``eval_network(num_classes=, bn_axis_name=)``
+    (a network returning ``(logits, logits_aux)``), which the retraining uses in place of
+    a genotype's evaluation network.
+    """
+    section = config.get("space")
+    if not section:
+        return None
+    try:
+        space = make_space(section)
+    except (ValueError, KeyError) as e:  # an unknown space or option, a bad value
+        raise ConfigError(f"space: {e}") from e
+    if not callable(getattr(space, "retrain_architecture", None)):
+        raise ConfigError(
+            f"space: search space {space.name!r} has no retraining network; retrain a DARTS "
+            "genotype without config.space"
+        )
+    return space.retrain_architecture(config.genotype if text is None else text)
 
 
 def resolve_genotype(config: ml_collections.ConfigDict, genotype: Genotype | None) -> Genotype:
@@ -159,8 +189,12 @@ def _check_genotype_file(workdir: str, genotype: Genotype) -> None:
     path = os.path.join(workdir, "genotype.txt")
     if os.path.exists(path):
         with open(path) as f:
-            saved = Genotype.parse(f.read())
-        if saved != genotype:
+            text = f.read()
+        if isinstance(genotype, Genotype):
+            saved, differs = Genotype.parse(text), Genotype.parse(text) != genotype
+        else:
+            saved, differs = text.strip(), text.strip() != str(genotype)
+        if differs:
             raise IncompatibleCheckpointError(
                 f"{workdir} was trained with another genotype ({saved}); use another --workdir"
             )
@@ -202,7 +236,8 @@ def train(
     Args:
       config: an evaluation config (``experiments/configs/eval_cifar10.py``).
       workdir: where checkpoints, metrics and results go; a rerun resumes from it.
-      genotype: the cell to train; by default ``config.genotype`` is resolved.
+      genotype: the cell to train; by default ``config.genotype`` is resolved (with
+        ``config.space`` set, as that space's architecture: :func:`space_architecture`).
       data: optional in-memory ``(info, (train_x, train_y), (test_x, test_y))`` (uint8
         images ``[N, H, W, C]``, ``info`` a :class:`jnas.data.DatasetInfo`) instead of
         loading ``config.data.name``.
@@ -225,6 +260,8 @@ def train(
       IncompatibleCheckpointError: ``workdir`` holds another genotype, or checkpoints of
         another network or data (nothing in it was written).
     """
+    if genotype is None:
+        genotype = space_architecture(config)  # None unless config.space names a space
     check_train_config(config, genotype=genotype, data=data)
     with use_runtime(config) as (config, runtime):
         check_workdir(config, workdir, allow_config_change=allow_config_change)
@@ -391,7 +428,8 @@ def restore_state(workdir: str, *, which: str = "final", num_classes: int | None
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     with open(os.path.join(workdir, "genotype.txt")) as f:
-        genotype = Genotype.parse(f.read())
+        text = f.read()
+    genotype = space_architecture(config, text) or Genotype.parse(text)
     with open(os.path.join(workdir, "network.json")) as f:
         network = json.load(f)
     config.parallel = "none"

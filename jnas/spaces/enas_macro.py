@@ -103,6 +103,39 @@ ENAS_MACRO_OPS: tuple[str, ...] = (
     "avg_pool_3x3",
     "max_pool_3x3",
 )
+# scripts/cifar10_macro_final.sh:5-28: the fixed_arc the official final training retrains
+# (24 layers, --child_num_branches=4: op indices 0-3), in this space's vector layout (the
+# same as the official one). Its official fixed-architecture path builds ops 1 and 3 as
+# plain convolutions (general_child.py:389-405); here they are the separable ones.
+OFFICIAL_FINAL_ARC: tuple[int, ...] = tuple(
+    int(v)
+    for v in """
+    0
+    3 0
+    0 1 0
+    2 0 0 1
+    2 0 0 0 0
+    3 1 1 0 1 0
+    2 0 0 0 0 0 1
+    2 0 1 1 0 1 1 1
+    1 0 1 1 1 0 1 0 1
+    0 0 0 0 0 0 0 0 0 0
+    2 0 0 0 0 0 1 0 0 0 0
+    0 1 0 0 1 1 0 0 0 0 1 1
+    2 0 1 0 0 0 0 0 1 0 1 1 0
+    1 0 0 1 0 0 0 1 1 1 0 1 0 1
+    0 1 1 0 1 0 1 0 0 0 0 0 1 0 0
+    2 0 0 1 0 0 0 0 0 0 0 1 0 1 0 1
+    2 0 1 0 0 0 1 0 0 1 1 1 1 0 0 1 0
+    2 0 0 0 0 1 0 1 0 1 0 0 1 0 1 0 0 1
+    3 0 1 1 0 1 0 0 0 0 0 1 0 1 0 1 0 0 0
+    3 0 1 1 0 0 0 0 0 0 0 0 0 1 1 0 0 0 0 1
+    0 1 0 0 1 0 1 1 0 0 0 1 0 0 0 0 0 1 1 0 0
+    3 0 1 0 1 1 0 0 1 0 1 1 0 1 1 0 1 0 0 1 0 0
+    0 1 0 1 0 1 0 0 0 0 0 0 0 0 1 0 1 0 0 1 0 0 0
+    0 1 1 0 0 0 1 1 1 0 1 0 0 0 1 0 1 0 0 1 1 0 0 0
+    """.split()
+)
 _KERNEL = {"conv_3x3": 3, "sep_conv_3x3": 3, "conv_5x5": 5, "sep_conv_5x5": 5}
 
 BN_EPS = 1e-5  # image_ops.py:92, batch_norm
@@ -393,12 +426,51 @@ class EnasMacroSpace(SharedWeightSpace):
             out[col] = picked
         return out
 
+    # --- retraining (experiments.train) ---------------------------------------------------
+
+    def retrain_architecture(self, text: str) -> MacroRetrainArch:
+        """The architecture ``jnas.runner.train`` retrains (``config.space`` set to this
+        space, ``config.genotype`` its text or the path of a file holding it, e.g. an ENAS
+        search's ``genotype.txt``).
+
+        Raises:
+          ArchitectureError: the text (or the file's) is not an architecture of this space.
+        """
+        if isinstance(text, str) and "<-" not in text and os.path.isfile(text):
+            with open(text) as f:
+                text = f.read()
+        return MacroRetrainArch(self, tuple(int(v) for v in self.parse(text)))
+
     # --- pictures ------------------------------------------------------------------------
 
     def draw(self, arch, out_dir: str, *, formats=("png", "svg"), backend: str = "auto"):
         """Writes the layer graph of ``arch`` (``macro.dot`` and ``macro.<fmt>``); see
         :func:`draw_macro`."""
         return draw_macro(self._as_arch(arch), out_dir, formats=formats, backend=backend)
+
+
+@dataclasses.dataclass(frozen=True)
+class MacroRetrainArch:
+    """An ENAS macro architecture as :mod:`jnas.runner.train` retrains it: ``str`` is its
+    text (the workdir's ``genotype.txt``), ``eval_network`` the standalone network returning
+    ``(logits, None)``, trained with the evaluation recipe (augmentation, SGD, cosine lr;
+    the head's dropout at the space's ``keep_prob``)."""
+
+    space: EnasMacroSpace
+    arch: tuple[int, ...]
+
+    def validate(self) -> MacroRetrainArch:
+        self.space.decode(np.asarray(self.arch, np.int32))
+        return self
+
+    def __str__(self) -> str:
+        return self.space.to_text(np.asarray(self.arch, np.int32))
+
+    def eval_network(self, *, num_classes: int, bn_axis_name: str | None = None) -> MacroNet:
+        net = self.space.network(
+            np.asarray(self.arch, np.int32), num_classes=num_classes, bn_axis_name=bn_axis_name
+        )
+        return net.clone(eval_outputs=True)
 
 
 _LAYER_RE = re.compile(r"([A-Za-z0-9_]+)(?:<-([0-9]+(?:,[0-9]+)*))?")
@@ -535,6 +607,8 @@ class MacroNet(nn.Module):
       out_filters: channels of every layer (even).
       keep_prob: dropout keep probability of the head (with a ``"dropout"`` rng).
       bn_axis_name: a pmap axis over which batch statistics are averaged.
+      eval_outputs: return ``(logits, None)`` (the evaluation networks' ``(logits,
+        logits_aux)`` that :mod:`jnas.runner.train_step` trains) instead of the logits.
     """
 
     arch: MacroArch
@@ -542,9 +616,14 @@ class MacroNet(nn.Module):
     out_filters: int = 36
     keep_prob: float = 1.0
     bn_axis_name: str | None = None
+    eval_outputs: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, drop_path_prob=None):
+        """NHWC float images -> logits ``[N, num_classes]``. ``drop_path_prob`` is accepted
+        and ignored (the macro network has no paths to drop; the official general child
+        takes ``drop_path_keep_prob`` and never uses it)."""
+        del drop_path_prob
         c, ax = self.out_filters, self.bn_axis_name
         pools = pool_layers(self.arch.num_layers)
         xs: list = [_Stem(c, ax, name="stem")(x, train)]
@@ -565,7 +644,8 @@ class MacroNet(nn.Module):
                     else None
                     for j, v in enumerate(xs)
                 ]
-        return _Head(self.num_classes, self.keep_prob, name="head")(out, train)
+        logits = _Head(self.num_classes, self.keep_prob, name="head")(out, train)
+        return (logits, None) if self.eval_outputs else logits
 
 
 class MacroSupergraph(nn.Module):
