@@ -654,8 +654,9 @@ class MacroSupergraph(nn.Module):
 
     Each layer holds one parameter set per op (``layer{i}/op_{name}``) and computes only the
     sampled op (``lax.switch``, see :class:`MacroLayerOps`); the skip connections are the
-    anchor bits as 0/1 weights on the stacked earlier maps (a fixed shape); every map is
-    reduced at the pool layers, each with its own weights.
+    anchor bits as 0/1 weights on the earlier maps (all of one shape: the same program for
+    every set of skips; an unchosen map gets a zero gradient through it); every map is
+    reduced at the pool layers, each with its own weights, as in the official search.
     """
 
     num_layers: int
@@ -677,8 +678,11 @@ class MacroSupergraph(nn.Module):
             index = arch[pos]
             skip_sum = None
             if i:
+                # The anchor bits as 0/1 weights of the earlier maps (all of one shape): a
+                # weighted sum, which XLA fuses into one elementwise pass (a stack and a
+                # contraction would first copy the i maps into one array).
                 bits = arch[pos + 1 : pos + 1 + i].astype(x.dtype)
-                skip_sum = jnp.einsum("j,jnhwc->nhwc", bits, jnp.stack(xs[:i]))
+                skip_sum = sum((bits[j] * xs[j] for j in range(1, i)), start=bits[0] * xs[0])
             out = MacroLayerOps(self.ops, c, i > 0, ax, name=f"layer{i}")(
                 xs[i], index, skip_sum, train
             )
