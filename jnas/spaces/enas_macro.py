@@ -64,8 +64,11 @@ text lists the layers ``;``-separated, e.g. ``conv_3x3; sep_conv_5x5<-0; max_poo
 The space registers as ``"enas_macro"`` (a :class:`~jnas.spaces.base.SharedWeightSpace`):
 ``network`` is the standalone fixed network (trained by the generic ``train_child``; a
 fidelity's ``width`` scales ``out_filters``), ``supergraph`` the shared-weight network of
-every architecture, and :func:`supergraph_variables_to_network` copies a child's shared
-weights into the standalone network's variables.
+every architecture (each layer runs only its sampled op, ``lax.switch``), and
+``supergraph_variables_to_network`` takes a child's shared weights as the standalone
+network's variables. ``retrain_architecture`` is what ``experiments.train`` retrains (a
+config with ``space``: ``experiments/configs/eval_enas_macro_cifar10.py``), and ``draw``
+writes the layer graph (PNG, SVG).
 """
 
 from __future__ import annotations
@@ -239,8 +242,10 @@ class EnasMacroSpace(SharedWeightSpace):
     def _check_vector(self, arch) -> np.ndarray:
         """``spec.validate``, with a vector of the wrong length named by the layer whose skip
         list it leaves short or long."""
-        a = np.asarray(arch) if not isinstance(arch, list | tuple) else arch
-        n = len(a) if hasattr(a, "__len__") and np.ndim(a) == 1 else None
+        try:
+            n = len(arch) if np.ndim(arch) == 1 else None
+        except (TypeError, ValueError):  # ragged or not a sequence: validate names it
+            n = None
         if n is not None and n != self.spec.length:
             pos = 0
             for i in range(self.num_layers):
