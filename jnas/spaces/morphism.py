@@ -434,12 +434,12 @@ def morph_variables(space, parent: Graph, child_or_edit, variables, key):
     if edit.kind == "wider":
         producers = tie_groups(parent)[edit.at]
         old = parent.by_name[edit.at].width
-        k_copy, k_share = jax.random.split(key)
-        copies = np.asarray(jax.random.randint(k_copy, (edit.width - old,), 0, old))
+        # host draws from a generator seeded by the key (jax.random would compile for
+        # every new width)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+        copies = rng.integers(0, old, edit.width - old)
         g = np.concatenate([np.arange(old), copies])
-        u = np.asarray(
-            jax.random.uniform(k_share, (edit.width,), minval=0.5, maxval=1.5), np.float64
-        )
+        u = rng.uniform(0.5, 1.5, edit.width)
         total = np.zeros(old)
         np.add.at(total, g, u)
         g_share = (u / total[g]).astype(np.float32)
