@@ -769,11 +769,16 @@ def _render_macro_matplotlib(arch: MacroArch, paths: list[str]) -> None:
 
     nodes, edges = macro_graph(arch)
     pos = {name: (0.0, -1.2 * k) for k, (name, _, _) in enumerate(nodes)}
-    fig, ax = plt.subplots(figsize=(6, 0.7 * len(nodes) + 1))
+    fig, ax = plt.subplots(figsize=(8, 0.9 * len(nodes) + 1))
+    reach = 0.0
     for src, dst, text, kind in edges:
         (x0, y0), (x1, y1) = pos[src], pos[dst]
         skip = kind == "skip"
-        rad = -0.25 - 0.05 * abs(y1 - y0) if skip else 0.0
+        # A skip bulges right: arc3's control point is rad * (y1 - y0) right of the middle,
+        # the curve's apex half that; longer skips bulge further (nested, not crossing).
+        rad = -0.5 if skip else 0.0
+        apex = rad * (y1 - y0) / 2
+        reach = max(reach, apex)
         ax.annotate(
             "",
             xy=(x1, y1),
@@ -789,8 +794,8 @@ def _render_macro_matplotlib(arch: MacroArch, paths: list[str]) -> None:
             ),
         )
         if text:
-            dx = 0.6 + 0.1 * abs(y1 - y0) if skip else 0.3
-            ax.text(dx, (y0 + y1) / 2, text, fontsize=8, ha="left", va="center")
+            where = (apex + 0.1, (y0 + y1) / 2) if skip else (0.15, (y0 + y1) / 2)
+            ax.text(*where, text, fontsize=8, ha="left", va="center")
     for name, text, kind in nodes:
         x, y = pos[name]
         ax.text(
@@ -804,7 +809,8 @@ def _render_macro_matplotlib(arch: MacroArch, paths: list[str]) -> None:
             bbox=dict(boxstyle="round", fc=_MPL_FILL[kind], ec="black", lw=1.5),
         )
     ys = [p[1] for p in pos.values()]
-    ax.set_xlim(-3.0, 3.0 + 0.2 * len(nodes))
+    ax.set_xlim(-3.0, max(3.0, reach + 1.5))
+    ax.set_aspect("equal")  # arc3 bends in display units: equal units keep `apex` right
     ax.set_ylim(min(ys) - 1, max(ys) + 1)
     ax.axis("off")
     with plt.rc_context({"svg.fonttype": "none"}):  # SVG labels stay text (searchable)
