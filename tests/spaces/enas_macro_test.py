@@ -178,6 +178,74 @@ def test_needed_sources_by_hand():
     assert needed_sources(arch, 1) == (1, 2)
 
 
+def test_building_blocks_match_hand_computations():
+    from jnas.spaces.enas_macro import FactorizedReduction, MacroBranch
+
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.standard_normal((2, 5, 5, 3)), jnp.float32)
+    xn = np.asarray(x)
+    red, pool, conv = (
+        FactorizedReduction(4),
+        MacroBranch("avg_pool_3x3", 4),
+        MacroBranch("conv_3x3", 4),
+    )
+    shapes = [
+        jax.eval_shape(lambda m=m: m.init(jax.random.key(0), x, train=False))
+        for m in (red, pool, conv)
+    ]
+    v_red, v_pool, v_conv = (_fill(s, seed=k) for k, s in enumerate(shapes))
+    out_red, out_pool = jax.jit(
+        lambda a, b: (red.apply(a, x, train=False), pool.apply(b, x, train=False))
+    )(v_red, v_pool)
+
+    def bn(z, params, stats, eps=1e-5):  # evaluation mode: the running statistics
+        scale = (z - np.asarray(stats["mean"])) / np.sqrt(np.asarray(stats["var"]) + eps)
+        return scale * np.asarray(params["scale"]) + np.asarray(params["bias"])
+
+    # Factorized reduction (general_child.py:129-177) on a 5x5 map: path 1 reads pixels
+    # (0, 2, 4), path 2 the map shifted by one with a zero row/column padded at the end
+    # (pixels 1, 3 and the padding); a 1x1 conv each, concatenated, BN (no ReLU).
+    p, st = v_red["params"], v_red["batch_stats"]
+    padded = np.pad(xn, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    cat = np.concatenate(
+        [
+            xn[:, ::2, ::2] @ np.asarray(p["path1_conv"]["kernel"])[0, 0],
+            padded[:, 1::2, 1::2] @ np.asarray(p["path2_conv"]["kernel"])[0, 0],
+        ],
+        axis=-1,
+    )
+    np.testing.assert_allclose(out_red, bn(cat, p["bn"], st["bn"]), rtol=1e-4, atol=1e-5)
+    # Average pool branch: 1x1 conv -> BN -> ReLU -> 3x3 average, padding not counted
+    # (TF's SAME): a corner is the mean of its 2x2 neighbourhood.
+    p, st = v_pool["params"], v_pool["batch_stats"]
+    h = xn @ np.asarray(p["inp_conv"]["kernel"])[0, 0]
+    h = np.maximum(bn(h, p["inp_bn"], st["inp_bn"]), 0.0)
+    out = np.asarray(out_pool)
+    np.testing.assert_allclose(out[:, 0, 0], h[:, :2, :2].mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out[:, 2, 2], h[:, 1:4, 1:4].mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+    # The conv branch's second BN has the masked BN's epsilon 1e-3 (image_ops.py:134).
+    assert {n: m.epsilon for n, m in _bn_modules(conv, v_conv, x).items()} == {
+        "inp_bn": 1e-5,
+        "out_bn": 1e-3,
+    }
+
+
+def _bn_modules(module, variables, x):
+    """The batch norms a module's call builds, by name."""
+    import flax.linen as nn
+
+    found = {}
+
+    def interceptor(f, args, kwargs, context):
+        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+            found[context.module.name] = context.module
+        return f(*args, **kwargs)
+
+    with nn.intercept_methods(interceptor):
+        jax.eval_shape(lambda v: module.apply(v, x, train=False), variables)
+    return found
+
+
 def _fill(shapes, seed):
     """Random values of the shapes of a variable tree: weights N(0, 0.5^2), BN running
     variances in [0.5, 1.5] (so that evaluation mode is not the identity)."""
@@ -228,6 +296,8 @@ def test_shared_child_equals_the_standalone_network_without_recompiling():
         want = jax.eval_shape(lambda net=net: net.init(jax.random.key(0), x, train=True))
         assert jax.tree.structure(mine) == jax.tree.structure(want)
         assert jax.tree.map(jnp.shape, mine) == jax.tree.map(jnp.shape, want)
+        # Eager: op by op, each op compiled once for all architectures (cheaper here than
+        # one compile per architecture).
         ref_eval = net.apply(mine, x, train=False)
         ref_train, ref_upd = net.apply(mine, x, train=True, mutable=["batch_stats"])
         np.testing.assert_allclose(logits_eval, ref_eval, rtol=1e-4, atol=1e-4)
