@@ -152,6 +152,9 @@ class Layer:
         first is the main path; the others are scaled).
       width: filters of a conv, units of a dense (0 for the other kinds).
       kernel: a conv's kernel size, 1, 3 or 5 (0 for the other kinds).
+
+    Raises:
+      GraphError: (subclasses) a bad name, kind, number of inputs, width or kernel.
     """
 
     name: str
@@ -159,6 +162,9 @@ class Layer:
     inputs: tuple[str, ...]
     width: int = 0
     kernel: int = 0
+
+    def __post_init__(self):
+        _check_layer(self)
 
     def op_text(self) -> str:
         """The op of the text form: ``conv3x16``, ``dense32``, ``maxpool``, ..."""
@@ -202,6 +208,7 @@ class Descriptor:
     skips: tuple[tuple[int, int, str], ...]
 
 
+@functools.lru_cache(maxsize=4096)
 def _natural_key(name: str):
     """Sort key: ``c2`` before ``c10``."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"([0-9]+)", name))
@@ -228,7 +235,8 @@ class Graph:
         if not layers:
             raise GraphError("a graph needs at least one layer")
         for layer in layers:
-            _check_layer(layer)
+            if not isinstance(layer, Layer):
+                raise GraphTypeError(f"a graph's layers must be Layer objects, got {echo(layer)}")
         names = [x.name for x in layers]
         seen = set()
         for n in names:
@@ -380,9 +388,8 @@ class Graph:
         return self.to_text()
 
 
-def _check_layer(layer) -> None:
-    if not isinstance(layer, Layer):
-        raise GraphTypeError(f"a graph's layers must be Layer objects, got {echo(layer)}")
+def _check_layer(layer: Layer) -> None:
+    """The checks of one layer on its own (run when it is made)."""
     name = layer.name
     if not (isinstance(name, str) and _NAME_RE.fullmatch(name) and len(name) <= MAX_NAME):
         raise GraphSyntaxError(
@@ -682,20 +689,21 @@ class GraphSpace(SearchSpace):
         return parse_graph(self.start)
 
     def random_graph(self, key) -> Graph:
-        """A random member: ``randint(0, random_edits + 1)`` random morphisms (each drawn
-        uniformly among :func:`~jnas.spaces.morphism.possible_edits`) of the start network,
-        drawn with ``key``."""
+        """A random member: ``n`` random morphisms of the start network, ``n`` uniform in
+        ``[0, random_edits]``, each drawn uniformly among
+        :func:`~jnas.spaces.morphism.possible_edits` (so always within the limits).
+
+        The draws come from a numpy generator seeded with ``key``'s data (the same key, the
+        same graph; no XLA compilation)."""
         from jnas.spaces import morphism
 
-        k_n, key = jax.random.split(key)
-        n = int(jax.random.randint(k_n, (), 0, self.random_edits + 1))
+        rng = host_rng(key)
         graph = self.start_graph()
-        for k in jax.random.split(key, n) if n else ():
+        for _ in range(int(rng.integers(0, self.random_edits + 1))):
             edits = morphism.possible_edits(self, graph)
             if not edits:
                 break
-            edit = edits[int(jax.random.randint(k, (), 0, len(edits)))]
-            graph = morphism.apply_edit(self, graph, edit)
+            graph = morphism.apply_edit(self, graph, edits[int(rng.integers(len(edits)))])
         return graph
 
     # -- networks --------------------------------------------------------------------------
@@ -748,6 +756,12 @@ class GraphSpace(SearchSpace):
     def draw(self, arch, out_dir: str, *, formats=("png", "svg"), backend: str = "auto"):
         """Pictures of ``arch`` (a Graph or its text) in ``out_dir``: :func:`draw_graph`."""
         return draw_graph(self.as_graph(arch), out_dir, formats=formats, backend=backend)
+
+
+def host_rng(key) -> np.random.Generator:
+    """A numpy generator seeded with the data of the PRNG key ``key`` (host draws of graph
+    structure, which jax.random would compile for every new shape)."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
 
 
 def scale_widths(graph: Graph, factor: float) -> Graph:

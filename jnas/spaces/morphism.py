@@ -54,6 +54,7 @@ from jnas.spaces.graph import (
     Graph,
     GraphError,
     Layer,
+    host_rng,
 )
 from jnas.spaces.text import echo
 
@@ -163,10 +164,24 @@ def tie_groups(graph: Graph) -> dict[str, frozenset[str]]:
 
 
 def _widenable(graph: Graph, name: str) -> frozenset[str] | None:
-    group = tie_groups(graph)[name]
-    if all(g != INPUT and graph.by_name[g].kind in WEIGHTED for g in group):
-        return group
-    return None
+    """The layers a widening of ``name`` widens (its tie group), or None when it cannot be
+    widened: an add ties it to the image or to a concat, or its channels flow (through
+    pooling, adds and concatenations) into a concat whose channel count an add ties."""
+    groups = tie_groups(graph)
+    group = groups[name]
+    if not all(g != INPUT and graph.by_name[g].kind in WEIGHTED for g in group):
+        return None
+    todo, seen = list(group), set(group)
+    while todo:
+        for r in graph.consumers(todo.pop()):
+            kind = graph.by_name[r].kind
+            if kind in WEIGHTED or r in seen:
+                continue
+            if kind == "concat" and len(groups[r]) > 1:
+                return None
+            seen.add(r)
+            todo.append(r)
+    return group
 
 
 # -- structure ----------------------------------------------------------------------------------
@@ -232,7 +247,8 @@ def _apply(graph: Graph, edit: Edit) -> Graph:
         group = _widenable(graph, at.name)
         if group is None:
             raise EditError(
-                f"{edit}: an add ties {at.name!r}'s channels to the image or to a concat"
+                f"{edit}: an add ties {at.name!r}'s channels to the image or to a concat, or "
+                "they reach a concat whose channel count an add ties"
             )
         if (
             isinstance(edit.width, bool)
@@ -434,9 +450,7 @@ def morph_variables(space, parent: Graph, child_or_edit, variables, key):
     if edit.kind == "wider":
         producers = tie_groups(parent)[edit.at]
         old = parent.by_name[edit.at].width
-        # host draws from a generator seeded by the key (jax.random would compile for
-        # every new width)
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+        rng = host_rng(key)  # jax.random would compile for every new width
         copies = rng.integers(0, old, edit.width - old)
         g = np.concatenate([np.arange(old), copies])
         u = rng.uniform(0.5, 1.5, edit.width)

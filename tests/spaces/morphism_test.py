@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jnas.spaces.base import make_space
 from jnas.spaces.graph import GraphError, GraphLimitError, parse_graph
@@ -15,7 +17,9 @@ from jnas.spaces.morphism import (
     Edit,
     EditError,
     MissingLayerError,
+    _apply,
     apply_edit,
+    candidate_edits,
     edit_between,
     morph_variables,
     possible_edits,
@@ -256,6 +260,29 @@ def test_an_edit_that_does_not_apply_raises_a_named_error(edit, error, match):
     )
     with pytest.raises(error, match=match):
         apply_edit(tiny_space(), graph, edit)
+
+
+def test_a_width_tied_through_a_concat_is_not_widened():
+    # k0 = [c0, c1] is added to c2: widening c1 (or c0) would change k0's channels alone
+    graph = parse_graph(
+        "c0=conv3x4<-input; c1=conv3x4<-c0; k0=concat<-c0,c1; c2=conv3x8<-c0; "
+        "a0=add<-k0,c2; g0=gpool<-a0; d0=dense4<-g0"
+    )
+    space = tiny_space()
+    assert [e.at for e in possible_edits(space, graph) if e.kind == "wider"] == ["d0"]
+    for at in ("c0", "c1", "c2"):
+        with pytest.raises(EditError, match="ties"):
+            apply_edit(space, graph, Edit("wider", at, width=16))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_every_candidate_edit_of_a_random_graph_gives_a_valid_graph(seed):
+    space = tiny_space(random_edits=12, max_layers=40, max_params=10**7)
+    graph = space.random_graph(jax.random.key(seed))
+    for edit in candidate_edits(space, graph):
+        child = _apply(graph, edit)  # a GraphError here is a bug of the edit
+        assert edit_between(graph, child) == edit
 
 
 def test_other_bad_edits_raise_named_errors():
