@@ -129,7 +129,14 @@ def space_architecture(config: ml_collections.ConfigDict, text: str | None = Non
             f"space: search space {space.name!r} has no retraining network; retrain a DARTS "
             "genotype without config.space"
         )
-    return space.retrain_architecture(config.genotype if text is None else text)
+    if text is None:
+        text = config.get("genotype")
+        if not isinstance(text, str):
+            raise ConfigError(
+                f"genotype: {text!r} is not the text of a {space.name} architecture or the "
+                "path of a file holding one"
+            )
+    return space.retrain_architecture(text)
 
 
 def resolve_genotype(config: ml_collections.ConfigDict, genotype: Genotype | None) -> Genotype:

@@ -462,7 +462,11 @@ def test_a_retraining_config_with_a_space_builds_the_macro_network(tmp_path):
     bad.space = {"name": "nasrl"}
     with pytest.raises(ConfigError, match="no retraining network"):
         runner_train.train(bad, str(tmp_path / "w3"))
-    assert not (tmp_path / "w1").exists() and not (tmp_path / "w2").exists()
+    bad = _macro_retrain_config(num_layers=3)
+    bad.genotype = None
+    with pytest.raises(ConfigError, match="genotype"):
+        runner_train.train(bad, str(tmp_path / "w4"))
+    assert not any((tmp_path / w).exists() for w in ("w1", "w2", "w3", "w4"))
 
 
 @pytest.mark.slow
