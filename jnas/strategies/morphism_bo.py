@@ -82,6 +82,7 @@ import dataclasses
 import heapq
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -167,6 +168,9 @@ class Encoded:
       skip_from, skip_len: float64 ``[N, S]`` each connection's start and length.
       skip_kinds: int8 ``[N, S]`` (0 add, 1 concat, -1 padding).
       num_skips: int ``[N]``.
+      skip_key: int64 ``[N, S]``: one number per connection, its kind, from, length and
+        occurrence (0 for its first in the descriptor, 1 for a second copy, ...); -1 in
+        padding.
     """
 
     kinds: np.ndarray
@@ -176,6 +180,7 @@ class Encoded:
     skip_len: np.ndarray
     skip_kinds: np.ndarray
     num_skips: np.ndarray
+    skip_key: np.ndarray
 
     def __len__(self) -> int:
         return int(self.num_layers.shape[0])
@@ -197,16 +202,19 @@ def encode(descriptors: Sequence[Any]) -> Encoded:
     widths = np.ones((n, big_l))
     skip_from, skip_len = np.zeros((n, big_s)), np.zeros((n, big_s))
     skip_kinds = np.full((n, big_s), -1, np.int8)
+    skip_key = np.full((n, big_s), -1, np.int64)
     for i, d in enumerate(descriptors):
         for j, (kind, width) in enumerate(d.layers):
             if kind not in _KINDS or not width >= 0:
                 raise ValueError(f"descriptor {i}: layer {j} is {(kind, width)!r}")
             kinds[i, j], widths[i, j] = _KINDS[kind], float(width)
         for j, (u, v, kind) in enumerate(d.skips):
-            if kind not in _SKIP_KINDS:
+            if kind not in _SKIP_KINDS or not 0 <= u < 1 << 20 or not 0 < abs(v - u) < 1 << 20:
                 raise ValueError(f"descriptor {i}: skip connection {j} is {(u, v, kind)!r}")
             skip_from[i, j], skip_len[i, j] = float(u), float(abs(v - u))
             skip_kinds[i, j] = _SKIP_KINDS[kind]
+            copy = d.skips[:j].count((u, v, kind))
+            skip_key[i, j] = ((copy * 2 + _SKIP_KINDS[kind]) << 40) + (int(u) << 20) + abs(v - u)
     return Encoded(
         kinds,
         widths,
@@ -215,6 +223,7 @@ def encode(descriptors: Sequence[Any]) -> Encoded:
         skip_len,
         skip_kinds,
         np.array([len(d.skips) for d in descriptors], np.int64).reshape(n),
+        skip_key,
     )
 
 
@@ -300,22 +309,12 @@ def _layers_pairs(a: Encoded, ia: np.ndarray, b: Encoded, ib: np.ndarray) -> np.
     return out
 
 
-def _skip_costs(a: Encoded, ia, b: Encoded, ib, k: int) -> np.ndarray:
-    """``[P, k, k]``: the skip distances between the first ``k`` slots of ``a[ia[p]]`` and
-    ``b[ib[p]]`` (1 against a padding slot, 0 between two padding slots)."""
-
-    def slots(x, index, fill):
-        x = x[index, :k]
-        return np.pad(x, ((0, 0), (0, k - x.shape[1])), constant_values=fill)
-
-    fa, la, ka = (
-        slots(x, ia, f)[:, :, None]
-        for x, f in ((a.skip_from, 0), (a.skip_len, 0), (a.skip_kinds, -1))
-    )
-    fb, lb, kb = (
-        slots(x, ib, f)[:, None, :]
-        for x, f in ((b.skip_from, 0), (b.skip_len, 0), (b.skip_kinds, -1))
-    )
+def _skip_costs(fa, la, ka, fb, lb, kb) -> np.ndarray:
+    """``[P, k, k]``: the skip distances between the ``k`` slots of each pair's two sets
+    (``[P, k]`` starts, lengths and kinds; kind -1 is padding: 1 against a real connection, 0
+    between two padding slots)."""
+    fa, la, ka = fa[:, :, None], la[:, :, None], ka[:, :, None]
+    fb, lb, kb = fb[:, None, :], lb[:, None, :], kb[:, None, :]
     den = np.maximum(fa, fb) + np.maximum(la, lb)
     with np.errstate(invalid="ignore", divide="ignore"):
         same = np.where(den > 0, (np.abs(fa - fb) + np.abs(la - lb)) / den, 0.0)
@@ -345,57 +344,122 @@ def _assignment_min(cost: np.ndarray) -> np.ndarray:
     return f[:, -1]
 
 
-_MAX_SUBSET_DP = 10  # pairs with more skip connections go to linear_sum_assignment one by one
+_MAX_SUBSET_DP = 4  # larger residual sets go to linear_sum_assignment, pair by pair
+_SKIP_CHUNK = 1 << 16
 
 
 def _skips_pairs(a: Encoded, ia: np.ndarray, b: Encoded, ib: np.ndarray) -> np.ndarray:
     """The skip-connection distance of each pair ``(a[ia[p]], b[ib[p]])``.
 
-    Padding both sets to ``k = max(count_a, count_b)`` slots, a real connection costing 1
-    against a padding slot, the minimum over the perfect matchings of the ``k x k`` matrix is
-    the optimum of :func:`skips_distance`: every real pair costs at most 1, so a matching that
-    pairs two connections each with padding (cost 2) is never better than one pairing them
-    together. Pairs with ``k <= 10`` are solved at once (:func:`_assignment_min`); larger ones
-    by ``linear_sum_assignment``, pair by pair.
+    1. A connection both sets hold is matched with its copy at cost 0 (exact: the skip
+       distance is a metric, the Soergel distance ``sum |x - y| / sum max(x, y)`` of
+       ``(from, length)`` within a kind and 1 across kinds, so exchanging any matching's
+       pairs ``x-b, a-x`` for ``x-x, a-b`` never costs more); networks related by morphisms
+       share most of their connections, so few remain.
+    2. The rest, padded to ``k = max(count_a, count_b)`` slots, a real connection costing 1
+       against a padding slot: the minimum over the perfect matchings of the ``k x k`` matrix
+       is the optimum of :func:`skips_distance` (every real pair costs at most 1, so pairing
+       two connections each with padding, cost 2, is never better than pairing them).
+       ``k <= 4``: the subset programme over all pairs at once (:func:`_assignment_min`);
+       larger: ``linear_sum_assignment``, pair by pair (a few microseconds each).
     """
-    ca, cb = a.num_skips[ia], b.num_skips[ib]
+    out = np.empty(ia.size)
+    for start in range(0, ia.size, _SKIP_CHUNK):
+        pa, pb = ia[start : start + _SKIP_CHUNK], ib[start : start + _SKIP_CHUNK]
+        out[start : start + pa.size] = _skips_chunk(a, pa, b, pb)
+    return out
+
+
+def _skips_chunk(a: Encoded, pa, b: Encoded, pb) -> np.ndarray:
+    fa, la, ka = a.skip_from[pa], a.skip_len[pa], a.skip_kinds[pa]
+    fb, lb, kb = b.skip_from[pb], b.skip_len[pb], b.skip_kinds[pb]
+    # the i-th copy of a connection is the i-th copy's match (padding never matches)
+    same = a.skip_key[pa][:, :, None] == np.where(kb < 0, -2, b.skip_key[pb])[:, None, :]
+    keep_a, keep_b = (ka >= 0) & ~same.any(2), (kb >= 0) & ~same.any(1)
+
+    def left(keep, *arrays):  # the kept slots first, in order; the rest padding
+        order = np.argsort(~keep, axis=1, kind="stable")
+        kinds = np.where(np.take_along_axis(keep, order, 1), 0, -1)
+        out = [np.take_along_axis(x, order, 1) for x in arrays]
+        out[-1] = np.where(kinds < 0, -1, out[-1])
+        return out
+
+    fa, la, ka = left(keep_a, fa, la, ka)
+    fb, lb, kb = left(keep_b, fb, lb, kb)
+    ca, cb = keep_a.sum(1), keep_b.sum(1)
     k_pair = np.maximum(ca, cb)
-    out = np.abs(ca - cb).astype(np.float64)  # right where one side has none
+    out = np.abs(ca - cb).astype(np.float64)  # right where one side has none left
     for k in range(1, int(k_pair.max(initial=0)) + 1):
         (sel,) = np.nonzero((k_pair == k) & (np.minimum(ca, cb) > 0))
         if sel.size == 0:
             continue
-        if k > _MAX_SUBSET_DP:
-            for p in sel:
-                cost = _skip_costs(a, ia[p : p + 1], b, ib[p : p + 1], k)[0]
-                rows, cols = linear_sum_assignment(cost)
-                out[p] = cost[rows, cols].sum()
-            continue
-        chunk = max(1, (1 << 22) // (1 << k))
-        for start in range(0, sel.size, chunk):
-            p = sel[start : start + chunk]
-            out[p] = _assignment_min(_skip_costs(a, ia[p], b, ib[p], k))
+        args = []
+        for x, fill in ((fa, 0), (la, 0), (ka, -1), (fb, 0), (lb, 0), (kb, -1)):
+            x = np.pad(x[sel], ((0, 0), (0, max(0, k - x.shape[1]))), constant_values=fill)
+            args.append(x[:, :k])
+        cost = _skip_costs(*args)  # [P, k, k]
+        if k <= _MAX_SUBSET_DP:
+            for s0 in range(0, sel.size, max(1, (1 << 22) >> k)):
+                part = slice(s0, s0 + max(1, (1 << 22) >> k))
+                out[sel[part]] = _assignment_min(cost[part])
+        else:  # scipy's assignment takes 2-4 us for such a matrix
+            cols = np.empty((sel.size, k), np.int64)
+            for q, c in enumerate(cost):
+                cols[q] = linear_sum_assignment(c)[1]
+            out[sel] = np.take_along_axis(cost, cols[:, :, None], 2)[..., 0].sum(1)
     return out
 
 
-def distance_matrix(xs, ys=None, kernel_lambda: float = KERNEL_LAMBDA) -> np.ndarray:
-    """``[len(xs), len(ys)]`` edit distances (``ys = xs`` when None: the upper triangle is
-    computed, the matrix is symmetric with a zero diagonal); ``xs`` / ``ys`` are descriptors
-    or :class:`Encoded` arrays. Vectorised over all pairs (see the module docstring)."""
+def _unique(enc: Encoded, fields) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: one representative of each distinct row of ``fields``."""
+    key = np.concatenate(
+        [getattr(enc, f).reshape(len(enc), -1).astype(np.float64) for f in fields], axis=1
+    )
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+def _part(fn, fields, a: Encoded, b: Encoded | None, cache: dict | None = None) -> np.ndarray:
+    """``[len(a), len(b)]`` values of the pair function ``fn`` (layers or skips), computed
+    once per pair of distinct rows (the upper triangle when ``b`` is None); ``cache`` keeps
+    ``b``'s distinct rows between calls with the same ``b``."""
+    first_a, inv_a = _unique(a, fields)
+    ua = a.take(first_a)
+    if b is not None and cache is not None:
+        if fields not in cache:
+            first_b, inv_b = _unique(b, fields)
+            cache[fields] = (b.take(first_b), inv_b)
+        ub, inv_b = cache[fields]
+        ia, ib = (x.reshape(-1) for x in np.indices((len(ua), len(ub))))
+        return fn(ua, ia, ub, ib).reshape(len(ua), len(ub))[np.ix_(inv_a, inv_b)]
+    if b is None:
+        ia, ib = np.triu_indices(len(ua), 1)
+        out = np.zeros((len(ua), len(ua)))
+        out[ia, ib] = fn(ua, ia, ua, ib)
+        out[ib, ia] = out[ia, ib]
+        return out[np.ix_(inv_a, inv_a)]
+    first_b, inv_b = _unique(b, fields)
+    ub = b.take(first_b)
+    ia, ib = (x.reshape(-1) for x in np.indices((len(ua), len(ub))))
+    return fn(ua, ia, ub, ib).reshape(len(ua), len(ub))[np.ix_(inv_a, inv_b)]
+
+
+_LAYER_FIELDS = ("kinds", "widths", "num_layers")
+_SKIP_FIELDS = ("skip_kinds", "skip_from", "skip_len", "skip_key", "num_skips")
+
+
+def distance_matrix(
+    xs, ys=None, kernel_lambda: float = KERNEL_LAMBDA, *, cache: dict | None = None
+) -> np.ndarray:
+    """``[len(xs), len(ys)]`` edit distances (``ys = xs`` when None: symmetric, zero
+    diagonal); ``xs`` / ``ys`` are descriptors or :class:`Encoded` arrays. Vectorised over
+    all pairs of distinct layer lists and of distinct skip-connection sets (see the module
+    docstring). ``cache``: a dict kept by the caller between calls with the same ``ys``."""
     a = xs if isinstance(xs, Encoded) else encode(xs)
-    b = a if ys is None else (ys if isinstance(ys, Encoded) else encode(ys))
-    if ys is None:
-        ia, ib = np.triu_indices(len(a), 1)
-    else:
-        ia, ib = (
-            x.reshape(-1) for x in np.meshgrid(np.arange(len(a)), np.arange(len(b)), indexing="ij")
-        )
-    values = _layers_pairs(a, ia, b, ib) + kernel_lambda * _skips_pairs(a, ia, b, ib)
-    out = np.zeros((len(a), len(b)))
-    out[ia, ib] = values
-    if ys is None:
-        out[ib, ia] = values
-    return out
+    b = None if ys is None else (ys if isinstance(ys, Encoded) else encode(ys))
+    layers = _part(_layers_pairs, _LAYER_FIELDS, a, b, cache)
+    skips = _part(_skips_pairs, _SKIP_FIELDS, a, b, cache)
+    return layers + kernel_lambda * skips
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,6 +550,7 @@ class EditDistanceGP:
             raise ValueError(f"non-finite accuracies: {y.tolist()}")
         self.encoded = descriptors if isinstance(descriptors, Encoded) else encode(descriptors)
         self.kernel_lambda, self.noise = float(kernel_lambda), float(noise)
+        self._cache: dict = {}  # the training rows' distinct layer lists and skip sets
         self.dist = distance_matrix(self.encoded, None, kernel_lambda) if dist is None else dist
         self.anchors = bourgain_anchors(y.size, key)
         self.embedding = bourgain_embed(self.dist, self.anchors)
@@ -509,9 +574,8 @@ class EditDistanceGP:
 
     def embed(self, descriptors) -> np.ndarray:
         """The embedding vectors of other architectures (distances to the anchor sets)."""
-        return bourgain_embed(
-            distance_matrix(descriptors, self.encoded, self.kernel_lambda), self.anchors
-        )
+        dist = distance_matrix(descriptors, self.encoded, self.kernel_lambda, cache=self._cache)
+        return bourgain_embed(dist, self.anchors)
 
     def predict(self, descriptors=None, *, embedding=None) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)`` of the accuracy at ``descriptors`` (or their ``embedding``)."""
@@ -741,7 +805,7 @@ def random_children(space, graph, rng: np.random.Generator, n: int) -> list[tupl
     ``candidate_edits`` (an edit whose child breaks a limit is skipped), which draws the same
     distribution without building every child."""
     from jnas.spaces import morphism
-    from jnas.spaces.graph import GraphLimitError
+    from jnas.spaces.graph import GraphError, GraphLimitError
 
     candidates = morphism.candidate_edits(space, graph)
     out = []
@@ -752,6 +816,13 @@ def random_children(space, graph, rng: np.random.Generator, n: int) -> list[tupl
             out.append((candidates[i], morphism.apply_edit(space, graph, candidates[i])))
         except GraphLimitError:
             continue
+        except GraphError as e:  # an edit the space offers but cannot apply: skipped, said
+            warnings.warn(
+                f"the graph space offered {candidates[i]} for {graph.to_text()!r} but cannot "
+                f"apply it ({e}); skipped",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return out
 
 

@@ -54,7 +54,7 @@ def test_distance_by_hand():
 
 
 def test_distance_matrix_is_the_reference_and_a_semimetric(monkeypatch):
-    # Up to 12 skip connections: the subset programme (k <= 10) and scipy's assignment (k > 10).
+    # Up to 12 skip connections: the subset programme (k <= 4) and scipy's assignment (k > 4).
     xs = _random_descriptors(30, 0, max_skips=12) + _random_descriptors(2, 0, max_skips=12)
     assert max(len(x.skips) for x in xs) > mb._MAX_SUBSET_DP
     got = mb.distance_matrix(xs, kernel_lambda=0.7)
