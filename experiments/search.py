@@ -54,6 +54,10 @@ def main(argv):
         print(f"cell pictures: {', '.join(p for p in pictures if p.endswith('.png'))}")
     else:  # a discrete search
         print(f"best architecture: {summary['best_arch']} (reward {summary['best_reward']})")
+        if summary.get("best_graph"):  # a morphism search draws its best graph
+            print(f"best graph pictures: {', '.join(summary['best_graph'])} in {FLAGS.workdir}")
+        if "best_test_acc" in summary:
+            print(f"best network's test accuracy (searched weights): {summary['best_test_acc']}")
     if "retrain" in summary:
         print(f"retrained test accuracy: {summary['retrain'].get('test_acc')}")
 

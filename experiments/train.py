@@ -3,6 +3,10 @@ r"""Retrain a genotype from scratch with an evaluation config, then test it.
   python -m experiments.train --config=experiments/configs/eval_cifar10.py \
       --config.genotype=DARTS_V2 --workdir=runs/eval_darts_v2
 
+A morphism search's config (``experiments/configs/morphism_bo_*.py``) retrains a graph of
+the search instead (``--config.retrain.search_workdir=DIR``: its best; or
+``--config.retrain.arch=TEXT_OR_FILE``), see :func:`jnas.runner.morphism.retrain`.
+
 ``--config.genotype`` is a published name (see ``python -m experiments.cells``), a
 ``Genotype(...)`` text, or the path of a genotype file written by a search. A config with a
 ``space`` section retrains that space's architecture from its text or file instead (an ENAS
@@ -38,6 +42,15 @@ def main(argv):
     runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     setup_jax()
+    from jnas.runner import morphism
+
+    if morphism.is_morphism_config(FLAGS.config):  # a morphism search's: retrain its graph
+        results = morphism.retrain(
+            FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change
+        )
+        print(f"test accuracy: {results['test_acc']:.4f}, parameters: {results['params']:,}")
+        print(f"graph: {results['arch']}")
+        return
     results = train(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
     if "test_acc" in results:
         print(f"test accuracy: {results['test_acc']:.4f} (best {results['best_test_acc']:.4f})")
