@@ -17,9 +17,9 @@ end ``search.derive_samples`` architectures are sampled and scored on the same
   ``log_every_steps`` the running train loss/accuracy and lr; per epoch the epoch means
   (``kind: "epoch"``: train loss/accuracy; the controller phase's mean reward, validation
   accuracy, entropy, advantage, skip rate (macro) and the last baseline, ``controller_*``);
-* ``archs.jsonl``: every sampled architecture in the space's text form: ``phase: "train"``
-  (one per shared-weight step), ``phase: "controller"`` (with its reward accuracy) and
-  ``phase: "derive"`` (the final samples and their scores);
+* ``archs.jsonl``: every sampled architecture in the space's text form: ``kind: "train"``
+  (one per shared-weight step), ``kind: "controller"`` (with its reward accuracy ``acc``)
+  and ``kind: "derive"`` (the final samples and their scores);
 * ``genotypes.jsonl``: per epoch the best architecture of its controller phase;
 * ``genotype.txt``: the derived architecture's text; ``derived.json``: every derivation
   sample and its score; ``cells/`` or ``macro.*`` pictures where the space draws
@@ -158,8 +158,9 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
     writer = MetricWriter(workdir, resume_step=start, drop_kinds=() if finished else ("final",))
     archs_path = os.path.join(workdir, ARCHS)
     genotypes_path = os.path.join(workdir, "genotypes.jsonl")
-    for path in (archs_path, genotypes_path):
-        truncate_jsonl(path, start)
+    # rows past the checkpoint are redone; so are the derivation's unless the search finished
+    truncate_jsonl(archs_path, start, drop_kinds=() if finished else ("derive",))
+    truncate_jsonl(genotypes_path, start)
 
     dstate = parallel.put(state)
     del state
@@ -179,7 +180,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime) -> dict:
             compile_s = time.time() - t_step
         m, arch = parallel.get(jax.device_get((m, arch)))
         log(m, step=step, sums=sums, last_checkpoint=last_ckpt)
-        append_jsonl(archs_path, {"step": step + 1, "phase": "train", "arch": space.to_text(arch)})
+        append_jsonl(archs_path, {"step": step + 1, "kind": "train", "arch": space.to_text(arch)})
 
         end_of_epoch = (step + 1) % steps_per_epoch == 0
         if end_of_epoch:
@@ -266,7 +267,7 @@ def _controller_phase(config, steps, dstate, reward_batches, archs_path, step):
         for arch, acc in zip(np.asarray(archs), np.asarray(accs), strict=True):
             text = space.to_text(arch)
             append_jsonl(
-                archs_path, {"step": step, "phase": "controller", "arch": text, "acc": float(acc)}
+                archs_path, {"step": step, "kind": "controller", "arch": text, "acc": float(acc)}
             )
             if float(acc) > best_acc:
                 best, best_acc = text, float(acc)
@@ -296,6 +297,6 @@ def _derive(config, steps, dstate, val_split, archs_path, step) -> dict:
         acc = s["correct"] / max(s["count"], 1.0)
         text = searcher.space.to_text(np.asarray(arch))
         rows.append({"arch": text, "acc": acc})
-        append_jsonl(archs_path, {"step": step, "phase": "derive", "arch": text, "acc": acc})
+        append_jsonl(archs_path, {"step": step, "kind": "derive", "arch": text, "acc": acc})
     best = max(rows, key=lambda r: r["acc"])  # max keeps the first of equal scores
     return {"best": best, "samples": rows, "batches": len(batches), "batch_size": bs}

@@ -300,13 +300,18 @@ class EnasSearch:
 
         idx = jnp.arange(images.shape[0])
         _, (archs, accs, ents) = jax.lax.scan(one, None, (idx, images, labels))
+        new_ctrl, metrics = self.controller_update(ctrl, archs, accs, ents)
+        return state.replace(controller=new_ctrl), metrics, archs, accs
+
+    def controller_update(self, ctrl: reinforce.ReinforceState, archs, accs, entropies):
+        """One REINFORCE update of the controller on sampled ``archs`` ``[A, length]``, their
+        accuracies ``[A]`` and summed per-step entropies ``[A]`` (ENAS's options, see the
+        module docstring); returns ``(controller state, metrics)``."""
         rewards = accs
         beta_in_loss = self.entropy_weight
         if self.entropy_in_reward:
-            rewards, beta_in_loss = (
-                reinforce.entropy_in_reward(accs, ents, self.entropy_weight),
-                0.0,
-            )
+            rewards = reinforce.entropy_in_reward(accs, entropies, self.entropy_weight)
+            beta_in_loss = 0.0
         baselines, baseline = reinforce.sequential_baseline(
             ctrl.baseline, rewards, self.baseline_decay
         )
@@ -322,7 +327,7 @@ class EnasSearch:
             skip_target=self.skip_target,
         )
         updates, opt_state = self.ctrl_tx.update(grads, ctrl.opt_state, ctrl.params)
-        new_ctrl = ctrl.replace(
+        new = ctrl.replace(
             params=optax.apply_updates(ctrl.params, updates),
             opt_state=opt_state,
             baseline=baseline,
@@ -338,7 +343,7 @@ class EnasSearch:
         }
         if controller.anchor_positions(self.spec).max(initial=-1) >= 0:
             metrics["skip_rate"] = jnp.mean(controller.skip_rate(archs, self.spec))
-        return state.replace(controller=new_ctrl), metrics, archs, accs
+        return new, metrics
 
     def derive_keys(self, state: EnasState, n: int) -> jax.Array:
         """The keys of the ``n`` samples of the final derivation."""
