@@ -14,12 +14,14 @@ Four edits (:class:`Edit`), after Auto-Keras 0.3's ``net_transformer.py`` and
   identity because every tensor but the image is non-negative (every block and every add
   ends in a ReLU, pooling and concatenation keep the sign).
 * ``wider``: layer ``at`` (conv or dense) and every layer tied to its channels by an add
-  get ``width`` filters (Net2Wider): the new filters copy old ones drawn with the key, with
-  their batch-norm parameters and statistics, and the readers' incoming weights of a
-  filter's copies are split among them so that they sum to the old weight. Auto-Keras
-  divides by the copy count and adds noise to break the copies' symmetry; here the split is
-  uneven (random positive shares, drawn with the key) instead, which breaks the symmetry
-  and keeps the function exactly.
+  get ``width`` filters (Net2Wider, Chen et al. 2016): the new filters copy old ones drawn
+  with the key, with their batch-norm parameters and statistics, and the readers' incoming
+  weights of a filter's copies are split among them so that they sum to the old weight.
+  Net2Net divides by the copy count and adds noise to break the copies' symmetry; Auto-Keras
+  0.3 (``layer_transformer.wider_pre_conv`` / ``wider_next_conv``) copies filters and gives
+  the copies zero outgoing weights, plus noise. Here the split is uneven instead (random
+  positive shares drawn with the key), which breaks the symmetry and keeps the function
+  exactly.
 * ``skip_add``: ``add(to, branch)`` right after layer ``to``, where the branch reads layer
   ``at`` (an earlier layer of the same channel count) through copies of the pooling layers
   between them (Auto-Keras's ``_insert_pooling_layer_chain``); the branch's scale starts at
