@@ -14,6 +14,7 @@ from experiments.configs import eval_tiny
 from jnas.config import with_overrides
 from jnas.data import get_dataset_info
 from jnas.errors import WorkdirConfigError
+from jnas.ops import xla_cpu
 from jnas.runner import train as train_lib
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError
 from jnas.runner.errors import NonFiniteLossError
@@ -121,6 +122,9 @@ def test_nan_loss_stops_without_overwriting_checkpoints(tmp_path):
 
 
 def test_bad_input_fails_before_compiling(tmp_path, monkeypatch):
+    # The runtime's one-off probe of the XLA CPU options (a 2x2 matmul, cached per process)
+    # is not the network: run it first, so the test does not depend on which test ran before.
+    xla_cpu.cpu_options()
     monkeypatch.setattr(jax, "jit", lambda *a, **k: pytest.fail("compiled"))
     small = synthetic_data(n_train=32, n_test=16, size=28, channels=1)
     workdir = str(tmp_path / "bad")
