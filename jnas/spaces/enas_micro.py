@@ -1,0 +1,628 @@
+"""The ENAS micro (cell) search space and its shared-weight supergraph (Pham et al., ICML 2018,
+Sec. 2.3; the official code ``melodyguan/enas``, ``src/cifar10/micro_child.py`` and
+``micro_controller.py``).
+
+A cell (normal, or reduction) has ``num_nodes`` (B = 5 in the paper) intermediate nodes; node
+``b`` adds two branches, each of which picks an input among the two previous cells' outputs
+and the earlier nodes (0 = the cell before the previous one, 1 = the previous cell, 2 + j =
+node j) and applies one op of :data:`ENAS_MICRO_OPS` to it. The nodes no node uses are
+concatenated as the cell's output (the official ``_fixed_combine``).
+
+**Decisions** (:attr:`EnasMicroSpace.spec`): the normal cell, then the reduction cell; per
+node ``b``: ``"<cell>/node<b>/input_a"`` (``0..b+1``), ``"<cell>/node<b>/op_a"``,
+``"<cell>/node<b>/input_b"``, ``"<cell>/node<b>/op_b"``: the official controller's order
+(``arc[4 b .. 4 b + 3] = x_id, x_op, y_id, y_op``); ``spec.length = 8 B``.
+
+**Architecture object and text**: a DARTS :class:`~jnas.spaces.genotype.Genotype` (two
+``(op, input)`` edges per node, the unused nodes as ``*_concat``, ascending), written as
+``str(genotype)``; the ENAS cell of :mod:`jnas.spaces.published` is a member, and a found
+cell retrains with ``python -m experiments.train --config.genotype='<text>'``. Only
+intermediate nodes are concatenated: the official code also concatenates an unused *cell
+input* (factorized-reduced in a reduction cell), which the DARTS evaluation network cannot
+build for a reduction cell; here an unused cell input is simply dropped.
+
+**The standalone network** (:meth:`EnasMicroSpace.network`): the DARTS evaluation network
+(:class:`jnas.spaces.cells.NetworkCIFAR`: 3x3 stem to ``3C``, ``layers`` cells with
+reductions at 1/3 and 2/3 depth, ReLU-conv-BN 1x1 (or a factorized reduction) on each cell
+input, ops at stride 2 on a reduction cell's inputs, global pooling, a linear classifier).
+Its ops are the DARTS ones: ``sep_conv_kxk`` is (ReLU, depthwise, pointwise, BN) twice, as
+the official ``_enas_conv``; pools have no BN; ``skip_connect`` is the identity, or a
+factorized reduction at stride 2.
+
+**The supergraph** (:class:`EnasMicroSupergraph`, :meth:`EnasMicroSpace.supergraph`): the
+same macro-structure, in which every cell holds, per node and branch, one parameter set per
+op *and per input* (the official ``_enas_conv`` keeps ``w_depth``, ``w_point`` and the BN
+``scale``/``offset`` as ``[num_possible_inputs, ...]`` arrays indexed by the chosen input,
+``w[prev_cell]``; we follow it: the parameters of one (cell, node, branch, op) are stacked on
+a leading input axis and the traced input index picks the row). A child's input is picked
+from the stacked candidate states with the traced index, and its op with ``lax.switch`` on
+the traced op index: XLA compiles a ``conditional`` that runs only the chosen op, forward and
+backward. These switches are outside any ``vmap`` (under ``vmap`` with a batched index a
+switch would become a select over every op). The cell output is computed at a fixed shape:
+the ``B`` nodes concatenated, each multiplied by 1 if no node uses it, else 0; the next
+cell's 1x1 preprocessing (and the classifier) thus sees only the unused nodes, as the
+official ``_enas_layer`` does with its ``final_conv`` whose weight rows it gathers for the
+unused nodes. :meth:`EnasMicroSpace.supergraph_variables_to_network` copies a child's
+weights (those rows, the chosen ops' rows) into the standalone network's variables, and
+the two compute the same function.
+
+Differences from the official search network, all so that a child *is* the network that
+retrains: the reduction cell strides its ops on the cell inputs (the official search cell
+factorized-reduces its input first, then runs stride-1 ops); each cell input gets the
+DARTS 1x1 preprocessing (the official code: a ``calibrate`` conv where the channels differ,
+and ``final_conv`` on the concat); no auxiliary head, no dropout before the classifier.
+
+**Batch norm**: the official search network uses batch statistics everywhere, also for the
+controller's reward on validation batches (``_model`` forces ``is_training=True`` when no
+architecture is fixed; its ``_enas_conv`` BN keeps no running averages). Here
+``train=True`` uses batch statistics and updates running averages (per op and input row:
+only the chosen row), ``train=False`` uses the running averages; a search following the
+official code computes its reward with ``train=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jnas.ops import layers
+from jnas.ops.primitives import FactorizedReduce, ReLUConvBN, make_op
+from jnas.spaces.base import SPACES, Fidelity, SharedWeightSpace
+from jnas.spaces.darts import reduction_layers
+from jnas.spaces.discrete import Categorical, DecisionSpec
+from jnas.spaces.genotype import (
+    Genotype,
+    GenotypeRangeError,
+    GenotypeTypeError,
+    UnknownGenotypeOpError,
+)
+from jnas.spaces.text import echo
+
+# The official op order (micro_child.py ``_enas_cell``: out = [conv 3x3, conv 5x5, avg pool,
+# max pool, x]; ``_fixed_layer``: x_op 0, 1 = sep conv 3, 5; 2 = avg pool; 3 = max pool;
+# 4 = identity), in jnas's op names.
+ENAS_MICRO_OPS: tuple[str, ...] = (
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+    "skip_connect",
+)
+CELL_TYPES = ("normal", "reduce")
+BRANCHES = ("a", "b")
+
+
+def unused_nodes(edges, num_nodes: int) -> tuple[int, ...]:
+    """The states (``2 .. num_nodes + 1``) of the nodes no edge of ``edges`` reads."""
+    used = {int(i) for _, i in edges}
+    return tuple(s for s in range(2, num_nodes + 2) if s not in used)
+
+
+@SPACES.register("enas_micro")
+@dataclasses.dataclass(frozen=True)
+class EnasMicroSpace(SharedWeightSpace):
+    """The ENAS micro space (see the module docstring).
+
+    Attributes:
+      num_nodes: intermediate nodes per cell (B; 5 in the paper).
+      C: the initial channels of the supergraph and of :meth:`network` (the official
+        search: ``child_out_filters=20``).
+      layers: the cells of both (the official search: 6 normal cells and 2 reduction
+        cells, i.e. 8, with the reductions at cells 2 and 5, as DARTS places them).
+      stem_multiplier: the stem has ``stem_multiplier * C`` channels (3 in both codes).
+      scan_cells: :meth:`network` computes runs of normal cells with one ``nn.scan``
+        (:class:`jnas.spaces.cells.NetworkCIFAR`).
+    """
+
+    num_nodes: int = 5
+    C: int = 20
+    layers: int = 8
+    stem_multiplier: int = 3
+    scan_cells: bool = True
+
+    name: ClassVar[str] = "enas_micro"
+    ops: ClassVar[tuple[str, ...]] = ENAS_MICRO_OPS
+
+    def __post_init__(self):
+        for field, low in (("num_nodes", 1), ("C", 2), ("layers", 3), ("stem_multiplier", 1)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+                raise ValueError(
+                    f"the ENAS micro space's {field} must be an int >= {low}, got {value!r}"
+                )
+        if self.C % 2:
+            raise ValueError(
+                f"the ENAS micro space's C must be even (factorized reductions), got {self.C}"
+            )
+
+    # -- decisions ---------------------------------------------------------------------
+
+    @property
+    def spec(self) -> DecisionSpec:
+        decisions = []
+        for t in CELL_TYPES:
+            for b in range(self.num_nodes):
+                for br in BRANCHES:
+                    decisions.append(Categorical(f"{t}/node{b}/input_{br}", tuple(range(b + 2))))
+                    decisions.append(Categorical(f"{t}/node{b}/op_{br}", ENAS_MICRO_OPS))
+        return DecisionSpec(tuple(decisions))
+
+    def decode(self, arch) -> Genotype:
+        """int32 vector -> :class:`Genotype` (a member Genotype is returned as it is)."""
+        if isinstance(arch, Genotype):
+            self.encode(arch)
+            return arch
+        a = self.spec.validate(arch).tolist()
+        half = 4 * self.num_nodes
+        cells = {}
+        for c, t in enumerate(CELL_TYPES):
+            seq = a[c * half : (c + 1) * half]
+            cells[t] = tuple((ENAS_MICRO_OPS[seq[p + 1]], seq[p]) for p in range(0, half, 2))
+        return Genotype(
+            normal=cells["normal"],
+            normal_concat=unused_nodes(cells["normal"], self.num_nodes),
+            reduce=cells["reduce"],
+            reduce_concat=unused_nodes(cells["reduce"], self.num_nodes),
+        )
+
+    def encode(self, obj) -> np.ndarray:
+        """A member :class:`Genotype` -> int32 vector ``[spec.length]``.
+
+        Raises:
+          GenotypeTypeError: not a Genotype (an ``ArchitectureTypeError``).
+          GenotypeRangeError: a cell without exactly two edges per node for
+            :attr:`num_nodes` nodes, an input that is not an earlier state, a concat other
+            than the unused nodes in ascending order (an ``ArchitectureRangeError``).
+          UnknownGenotypeOpError: an op not in :data:`ENAS_MICRO_OPS` (an
+            ``UnknownChoiceError``).
+        """
+        if not isinstance(obj, Genotype):
+            raise GenotypeTypeError(
+                f"an ENAS micro architecture is a Genotype, got {type(obj).__name__} {echo(obj)}"
+            )
+        out = []
+        for t in CELL_TYPES:
+            edges, concat = getattr(obj, t), tuple(getattr(obj, f"{t}_concat"))
+            if len(edges) != 2 * self.num_nodes:
+                raise GenotypeRangeError(
+                    f"{t} cell has {len(edges)} edges ({len(edges) / 2:g} nodes); this space "
+                    f"has {self.num_nodes} nodes of 2 edges each ({2 * self.num_nodes} edges)"
+                )
+            for k, (op, i) in enumerate(edges):
+                b, br = divmod(k, 2)
+                if op not in ENAS_MICRO_OPS:
+                    raise UnknownGenotypeOpError(
+                        f"{t} cell, node {b}, branch {BRANCHES[br]}: op {echo(op)} is not an "
+                        f"ENAS micro op ({', '.join(ENAS_MICRO_OPS)})"
+                    )
+                if not 0 <= i < b + 2:
+                    raise GenotypeRangeError(
+                        f"{t} cell, node {b}, branch {BRANCHES[br]}: input index {i} must be "
+                        f"in [0, {b + 1}] (the two cell inputs or an earlier node)"
+                    )
+                out += [int(i), ENAS_MICRO_OPS.index(op)]
+            expected = unused_nodes(edges, self.num_nodes)
+            if concat != expected:
+                raise GenotypeRangeError(
+                    f"{t}_concat {list(concat)}: an ENAS cell concatenates the nodes no node "
+                    f"uses, in ascending order: {list(expected)}"
+                )
+        return np.asarray(out, np.int32)
+
+    def to_text(self, arch) -> str:
+        """The genotype text (``str(Genotype)``)."""
+        return str(self.decode(arch))
+
+    def parse(self, text: str) -> np.ndarray:
+        """Genotype text -> int32 vector; raises a ``MalformedGenotypeError`` subclass (an
+        ``ArchitectureError``) naming the problem: strict as :meth:`Genotype.parse`, then a
+        member of this space (:meth:`encode`)."""
+        return self.encode(Genotype.parse(text))
+
+    def write_pictures(self, arch, directory: str) -> list[str]:
+        """PNG and SVG pictures of the normal and reduction cells, drawn as the DARTS cells
+        (:func:`jnas.spaces.draw.write_cell_pictures`); returns the paths."""
+        from jnas.spaces.draw import write_cell_pictures  # matplotlib / graphviz
+
+        return write_cell_pictures(self.decode(arch), directory)
+
+    # -- networks ----------------------------------------------------------------------
+
+    def network(self, arch, *, num_classes: int, fidelity: Fidelity | None = None, **options):
+        """The standalone network of ``arch`` (vector or member Genotype): the DARTS
+        evaluation network (:func:`jnas.spaces.cells.build_network`, ``"cifar"``) with
+        :attr:`C` initial channels (times ``fidelity.width``, rounded to an even count) and
+        :attr:`layers` cells; ``options`` override ``build_network``'s keywords."""
+        from jnas.spaces import cells  # the evaluation cells (imports the op kernels)
+
+        genotype = self.decode(arch)
+        width = 1.0 if fidelity is None else float(fidelity.width)
+        kw = dict(
+            C=max(2, 2 * round(self.C * width / 2)),
+            layers=self.layers,
+            num_classes=int(num_classes),
+            auxiliary=False,
+            scan_cells=self.scan_cells,
+        )
+        kw.update(options)
+        return cells.build_network("cifar", genotype, **kw)
+
+    def supergraph(self, *, num_classes: int, **options) -> EnasMicroSupergraph:
+        """The shared-weight supergraph; ``options`` override its fields (``C``, ``layers``,
+        ``bn_axis_name``, ...)."""
+        kw = dict(
+            C=self.C,
+            num_classes=int(num_classes),
+            layers=self.layers,
+            num_nodes=self.num_nodes,
+            stem_multiplier=self.stem_multiplier,
+        )
+        kw.update(options)
+        return EnasMicroSupergraph(**kw)
+
+    def supergraph_variables_to_network(
+        self, arch, supergraph_variables, *, scan_cells: bool | None = None
+    ) -> dict:
+        """The variables of the standalone network of ``arch`` holding the shared weights
+        that the child ``arch`` uses.
+
+        ``network(arch, num_classes=n, C=c, layers=l).apply(result, x, train=False)``
+        equals ``supergraph(num_classes=n, C=c, layers=l).apply(supergraph_variables, x,
+        arch, train=False)`` (and so do their ``train=True`` outputs on one batch). The
+        sizes are read from the variables; ``scan_cells`` (default :attr:`scan_cells`) says
+        whether the network stacks runs of normal cells (``nn.scan``), as ``network`` does.
+
+        Args:
+          arch: an int32 vector of this space (or a member Genotype).
+          supergraph_variables: ``{"params": ..., "batch_stats": ...}`` of the supergraph.
+
+        Returns:
+          ``{"params": ..., "batch_stats": ...}`` (host or device arrays, not copied where
+          a leaf is taken whole).
+        """
+        from jnas.spaces import cells
+
+        genotype = self.decode(arch)
+        vec = self.encode(genotype)
+        scan = self.scan_cells if scan_cells is None else bool(scan_cells)
+        params = _to_dict(supergraph_variables["params"])
+        stats = _to_dict(supergraph_variables.get("batch_stats", {}))
+        n_cells = sum(1 for k in params if k.startswith("cell_"))
+        reductions = reduction_layers(n_cells)
+        concat = {t: getattr(genotype, f"{t}_concat") for t in CELL_TYPES}
+        out_p = {k: params[k] for k in ("stem_conv", "stem_bn")}
+        out_s = {"stem_bn": stats["stem_bn"]}
+
+        # The concat of the state each cell reads (None: the stem, taken whole).
+        produced: list[Any] = []
+        for i in range(n_cells):
+            t = "reduce" if i in reductions else "normal"
+            reads = [produced[i - 2] if i >= 2 else None, produced[i - 1] if i >= 1 else None]
+            p, s = params[f"cell_{i}"], stats.get(f"cell_{i}", {})
+            cp, cs = {}, {}
+            for k, src in enumerate(reads):
+                name = f"preprocess{k}"
+                cp[name] = _select_input_rows(p[name], src, self.num_nodes)
+                cs[name] = s[name]
+            seq = vec[CELL_TYPES.index(t) * 4 * self.num_nodes :][: 4 * self.num_nodes]
+            for b in range(self.num_nodes):
+                for j in range(len(BRANCHES)):
+                    inp, op = int(seq[4 * b + 2 * j]), int(seq[4 * b + 2 * j + 1])
+                    key, row = _param_key(ENAS_MICRO_OPS[op], t == "reduce", inp)
+                    at = (b, j, row)
+                    if key in p:
+                        cp[f"op{2 * b + j}"] = jax.tree.map(lambda a, at=at: a[at], p[key])
+                    if key in s:
+                        cs[f"op{2 * b + j}"] = jax.tree.map(lambda a, at=at: a[at], s[key])
+            out_p[f"cell_{i}"], out_s[f"cell_{i}"] = cp, cs
+            produced.append(concat[t])
+        cls = params["classifier"]
+        out_p["classifier"] = {
+            "kernel": _rows(cls["kernel"], produced[-1], self.num_nodes, axis=0),
+            "bias": cls["bias"],
+        }
+        same = len(concat["normal"]) == len(concat["reduce"])
+        for first, last in cells.scan_groups(n_cells, scan, same):
+            for tree in (out_p, out_s):
+                run = [tree.pop(f"cell_{i}") for i in range(first, last)]
+                tree[f"cells_{first}_{last - 1}"] = {
+                    "cell": jax.tree.map(lambda *a: jnp.stack(a), *run)
+                }
+        return {"params": out_p, "batch_stats": out_s}
+
+
+def _to_dict(tree) -> dict:
+    """A (Frozen)Dict tree as plain nested dicts."""
+    if hasattr(tree, "items"):
+        return {k: _to_dict(v) for k, v in tree.items()}
+    return tree
+
+
+def _param_key(op: str, reduction: bool, inp: int) -> tuple[str, int]:
+    """The supergraph's variable name of ``op`` read from input ``inp``, and its row.
+
+    In a normal cell one stack per op covers every input (row = input). In a reduction cell
+    the ops on the two cell inputs stride 2 (``<op>_stride2``, row = input 0 or 1) and those
+    on nodes do not (``<op>``, row = input - 2).
+    """
+    if reduction and inp < 2:
+        return f"{op}_stride2", inp
+    return op, inp - 2 if reduction else inp
+
+
+def _rows(kernel, concat, num_nodes: int, axis: int):
+    """The rows of ``kernel`` along ``axis`` that read the nodes ``concat`` (states >= 2) of
+    a fixed-shape supergraph cell output (``num_nodes`` blocks of equal width)."""
+    if concat is None:
+        return kernel
+    width = kernel.shape[axis] // num_nodes
+    idx = np.concatenate([np.arange((s - 2) * width, (s - 1) * width) for s in concat])
+    return jnp.take(kernel, idx, axis=axis)
+
+
+def _select_input_rows(tree: dict, concat, num_nodes: int) -> dict:
+    """A preprocessing module's params with its convs' input rows cut to ``concat``."""
+    out = {}
+    for name, sub in tree.items():
+        if name.startswith("Conv2d"):
+            out[name] = {"kernel": _rows(sub["kernel"], concat, num_nodes, axis=2)}
+        else:
+            out[name] = sub
+    return out
+
+
+class EnasMicroSupergraph(nn.Module):
+    """The ENAS micro shared-weight supergraph (see the module docstring).
+
+    Call as ``apply(variables, images, arch, train=...)`` (``mutable=["batch_stats"]``
+    when ``train``) with ``arch`` the int32 vector of :attr:`EnasMicroSpace.spec` (traced:
+    one compiled program serves every architecture). Returns the logits.
+
+    Attributes:
+      C: initial channels; doubled at each reduction cell.
+      num_classes: classifier outputs.
+      layers: cells, with reductions at 1/3 and 2/3 depth.
+      num_nodes: intermediate nodes per cell.
+      stem_multiplier: the stem's channels are ``stem_multiplier * C``.
+      bn_axis_name: the pmap axis over which batch statistics are averaged.
+    """
+
+    C: int = 20
+    num_classes: int = 10
+    layers: int = 8
+    num_nodes: int = 5
+    stem_multiplier: int = 3
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, arch: jax.Array, train: bool = True) -> jax.Array:
+        arch = jnp.asarray(arch, jnp.int32)
+        half = 4 * self.num_nodes
+        if arch.shape != (2 * half,):
+            raise ValueError(
+                f"arch must be an int vector of length {2 * half} (the space's spec), got "
+                f"shape {arch.shape}"
+            )
+        c = self.C
+        s = layers.Conv2d(self.stem_multiplier * c, (3, 3), padding=(1, 1), name="stem_conv")(x)
+        s = layers.batch_norm(True, self.bn_axis_name, name="stem_bn")(
+            s, use_running_average=not train
+        )
+        s0 = s1 = s
+        reduction_prev = False
+        reductions = reduction_layers(self.layers)
+        for i in range(self.layers):
+            reduction = i in reductions
+            if reduction:
+                c *= 2
+            cell_arch = arch[half:] if reduction else arch[:half]
+            cell = _SupergraphCell(
+                c, reduction, reduction_prev, self.num_nodes, self.bn_axis_name, name=f"cell_{i}"
+            )
+            s0, s1 = s1, cell(s0, s1, cell_arch, train)
+            reduction_prev = reduction
+        out = jnp.mean(s1, axis=(1, 2))
+        return layers.Dense(self.num_classes, name="classifier")(out)
+
+
+class _SupergraphCell(nn.Module):
+    """One supergraph cell: the DARTS cell's preprocessing, ``num_nodes`` nodes of two
+    branches computed by one ``lax.scan`` over the nodes, and the unused nodes as a
+    fixed-shape, zero-masked concat of all nodes.
+
+    Variables (besides ``preprocess0`` / ``preprocess1``): per op that has any, ``<op>``
+    and, in a reduction cell, ``<op>_stride2``, in ``params`` and ``batch_stats``: the op
+    module's variables with leading axes ``[num_nodes, 2 (branch a, b), rows]``. A row is
+    the input the branch reads: normal cell, ``<op>``: row = input (``0..num_nodes``; node
+    ``b`` uses rows ``0..b+1``); reduction cell, ``<op>_stride2``: row = input 0 or 1 (the
+    op strides 2), ``<op>``: row = input - 2 (an earlier node, stride 1). So node ``b``,
+    branch ``j`` of the child uses ``variables[<op>][b, j, row]``.
+    """
+
+    features: int
+    reduction: bool
+    reduction_prev: bool
+    num_nodes: int
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, s0, s1, arch, train: bool):
+        c, axis, n_nodes = self.features, self.bn_axis_name, self.num_nodes
+        if self.reduction_prev:
+            s0 = FactorizedReduce(c, affine=True, bn_axis_name=axis, name="preprocess0")(s0, train)
+        else:
+            s0 = ReLUConvBN(c, 1, 1, 0, affine=True, bn_axis_name=axis, name="preprocess0")(
+                s0, train
+            )
+        s1 = ReLUConvBN(c, 1, 1, 0, affine=True, bn_axis_name=axis, name="preprocess1")(s1, train)
+        inputs = jnp.stack([s0, s1])
+        node_like = jax.ShapeDtypeStruct(
+            (s1.shape[0], s1.shape[1] // 2, s1.shape[2] // 2, c)
+            if self.reduction
+            else (*s1.shape[:3], c),
+            s1.dtype,
+        )
+        # The groups of candidate inputs: (suffix, first state, rows, stride, input shape, read
+        # from the buffer of states rather than the cell inputs).
+        if self.reduction:
+            groups = [("_stride2", 0, 2, 2, s1, False)]
+            if n_nodes > 1:
+                groups.append(("", 2, n_nodes - 1, 1, node_like, True))
+        else:
+            groups = [("", 0, n_nodes + 1, 1, s1, True)]
+        lead = (n_nodes, len(BRANCHES))
+        branches, params, stats = [], {}, {}
+        for suffix, first, rows, stride, like, from_buf in groups:
+            like = jax.ShapeDtypeStruct(like.shape, like.dtype)
+            for name in ENAS_MICRO_OPS:
+                key = name + suffix
+                module = make_op(name, c, stride, affine=True, bn_axis_name=axis).clone(parent=None)
+                collections = _op_collections(module, like)
+                shape = (*lead, rows)
+                if "params" in collections:
+                    params[key] = self.param(key, _stacked_params(module, like, shape))
+                if "batch_stats" in collections:
+                    stats[key] = self.variable(
+                        "batch_stats", key, _stacked_stats(module, like, shape)
+                    )
+                branches.append(
+                    _branch_fn(module, key, first, from_buf, key in params, key in stats, train)
+                )
+        if self.is_initializing():
+            # Only the variables matter here: no op runs (a smaller program to trace).
+            nodes = jnp.zeros((n_nodes, *node_like.shape), node_like.dtype)
+        else:
+            nodes, new_stats = self._nodes(inputs, arch, branches, params, stats, node_like, train)
+            if train:
+                for k, v in stats.items():
+                    v.value = new_stats[k]
+        # used[s]: some branch of this cell reads state s (ENAS's `used`, a traced vector).
+        reads = arch.reshape(n_nodes, 4)[:, 0::2].reshape(-1)
+        used = jnp.zeros((n_nodes + 2,), bool).at[reads].set(True)
+        keep = jnp.logical_not(used[2:]).astype(nodes.dtype)
+        nodes = nodes * keep[:, None, None, None, None]
+        # [B, N, H, W, C] -> [N, H, W, B * C]: node j's channels at [j C, (j + 1) C).
+        return jnp.moveaxis(nodes, 0, 3).reshape(*nodes.shape[1:4], n_nodes * c)
+
+    def _nodes(self, inputs, arch, branches, params, stats, node_like, train):
+        """The nodes ``[B, N, H, W, C]`` and the updated running averages."""
+        n_nodes, n_ops = self.num_nodes, len(ENAS_MICRO_OPS)
+        stat_values = {k: v.value for k, v in stats.items()}
+        # A normal cell's candidates are one stack (the two inputs, then the nodes); a
+        # reduction cell's nodes are at half the inputs' resolution: a stack of their own.
+        if self.reduction:
+            buf = jnp.zeros((n_nodes, *node_like.shape), node_like.dtype)
+        else:
+            buf = jnp.concatenate([inputs, jnp.zeros((n_nodes, *node_like.shape), node_like.dtype)])
+
+        def node_step(buf, xs):
+            b, seq, p_b, s_b = xs
+            total, s_out = None, []
+            for j in range(len(BRANCHES)):
+                inp, op = seq[2 * j], seq[2 * j + 1]
+                p_j = jax.tree.map(lambda a, j=j: a[j], p_b)
+                s_j = jax.tree.map(lambda a, j=j: a[j], s_b)
+                index = op + n_ops * (inp >= 2).astype(jnp.int32) if self.reduction else op
+                # Only the chosen op runs: lax.switch compiles to an XLA conditional (this
+                # scan body is never under vmap, where a batched index would make the switch
+                # a select over every op).
+                y, s_j = jax.lax.switch(index, branches, inputs, buf, inp, p_j, s_j)
+                total = y if total is None else total + y
+                s_out.append(s_j)
+            at = b if self.reduction else b + 2
+            buf = jax.lax.dynamic_update_index_in_dim(buf, total, at, 0)
+            return buf, jax.tree.map(lambda *a: jnp.stack(a), *s_out)
+
+        seqs = arch.reshape(n_nodes, 4)
+        buf, new_stats = jax.lax.scan(
+            node_step, buf, (jnp.arange(n_nodes), seqs, params, stat_values)
+        )
+        return (buf if self.reduction else buf[2:]), new_stats
+
+
+@functools.lru_cache(maxsize=1024)
+def _op_collections(module: nn.Module, like: jax.ShapeDtypeStruct) -> frozenset:
+    """The variable collections ``module`` has when applied to ``like``-shaped inputs."""
+    variables = jax.eval_shape(
+        lambda k: module.init(k, jnp.zeros(like.shape, like.dtype), True), jax.random.key(0)
+    )
+    return frozenset(variables)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stacked_init_fn(module: nn.Module, like: jax.ShapeDtypeStruct, shape: tuple[int, ...]):
+    """``key ->`` ``prod(shape)`` independent initialisations of ``module``'s parameters
+    (its own initializers) stacked to leading axes ``shape``: one program per op, input
+    shape and stack shape, compiled once (``lazy_init``: the op's forward is not in it).
+
+    Under an un-jitted ``lazy_init`` of the supergraph (as jnas initialises its supernets)
+    the initialisation then compiles a few dozen small programs; eager per-row calls, or a
+    vmap outside ``jit``, compiled one program per array shape (hundreds)."""
+    n = int(np.prod(shape))
+
+    def init(key):
+        rows = jax.vmap(lambda k: _to_dict(module.lazy_init(k, like, True)["params"]))(
+            jax.random.split(key, n)
+        )
+        return jax.tree.map(lambda a: a.reshape(*shape, *a.shape[1:]), rows)
+
+    return jax.jit(init)
+
+
+def _stacked_params(module: nn.Module, like, shape: tuple[int, ...]):
+    """The initializer of the stacked parameters (:func:`_stacked_init_fn`)."""
+    return lambda key: _stacked_init_fn(module, like, shape)(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _initial_stats(module: nn.Module, like: jax.ShapeDtypeStruct) -> dict:
+    """``module``'s initial running averages (host arrays)."""
+    stats = module.lazy_init(jax.random.key(0), like, True)["batch_stats"]
+    return jax.tree.map(np.asarray, _to_dict(stats))
+
+
+def _stacked_stats(module: nn.Module, like, shape: tuple[int, ...]):
+    """The initial running averages of ``module``, repeated to leading axes ``shape``
+    (built on the host: no program to compile per shape)."""
+
+    def init():
+        one = _initial_stats(module, like)
+        return jax.tree.map(lambda a: jnp.asarray(np.broadcast_to(a, (*shape, *a.shape))), one)
+
+    return init
+
+
+def _branch_fn(module, key, first, from_buf, has_params, has_stats, train):
+    """The ``lax.switch`` branch of one op (of a group whose rows are the states ``first,
+    first + 1, ...``): ``(inputs, buf, inp, params, stats) -> (y, stats)``: its input, row
+    ``inp - first`` of ``buf`` (``from_buf``) or of ``inputs``, picked with the traced
+    ``inp``; its variables that row; its running averages updated in that row when
+    ``train``. ``inputs`` stacks the two cell inputs, ``buf`` the states a normal cell's
+    branch reads (inputs, then nodes) or a reduction cell's nodes.
+    """
+
+    def branch(inputs, buf, inp, params, stats):
+        row = inp - first
+        x = jax.lax.dynamic_index_in_dim(buf if from_buf else inputs, row, 0, keepdims=False)
+        variables = {}
+        if has_params:
+            variables["params"] = jax.tree.map(lambda a: a[row], params[key])
+        if has_stats:
+            variables["batch_stats"] = jax.tree.map(lambda a: a[row], stats[key])
+        if train and has_stats:
+            y, updates = module.apply(variables, x, True, mutable=["batch_stats"])
+            stats = dict(stats)
+            stats[key] = jax.tree.map(
+                lambda old, new: old.at[row].set(new), stats[key], _to_dict(updates["batch_stats"])
+            )
+        else:
+            y = module.apply(variables, x, train)
+        return y, stats
+
+    return branch
