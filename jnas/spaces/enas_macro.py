@@ -255,13 +255,13 @@ class EnasMacroSpace(SharedWeightSpace):
                     raise ArchitectureRangeError(
                         f"an ENAS macro vector of {self.num_layers} layers has "
                         f"{self.spec.length} entries (per layer i the op and i skip bits), got "
-                        f"{n}: layer L{i} has {what}, expected its op and {i} skip bits"
+                        f"shape ({n},): layer L{i} has {what}, expected its op and {i} skip bits"
                     )
                 pos += 1 + i
             raise ArchitectureRangeError(
                 f"an ENAS macro vector of {self.num_layers} layers has {self.spec.length} "
-                f"entries (per layer i the op and i skip bits), got {n}: {n - pos} left over "
-                f"after L{self.num_layers - 1}'s skip list"
+                f"entries (per layer i the op and i skip bits), got shape ({n},): {n - pos} left "
+                f"over after L{self.num_layers - 1}'s skip list"
             )
         return self.spec.validate(arch)
 

@@ -234,6 +234,9 @@ SPACE_OPTIONS = [
     {"name": "nasrl", "num_layers": 5, "predict_stride": True},
     {"name": "nasrl", "num_layers": 3, "skip_connections": False, "num_filters": (4, 8)},
     {"name": "toy_cnn", "widths": (3, 5)},
+    {"name": "enas_micro"},
+    {"name": "enas_macro"},
+    {"name": "enas_macro", "num_layers": 4, "num_branches": 4},
 ]
 
 
@@ -255,7 +258,7 @@ def test_round_trips_of_random_architectures(options):
     assert net == space.network(space.decode(archs[0]), num_classes=3)
 
 
-@pytest.mark.parametrize("name", ["nb201", "nasrl", "toy_cnn"])
+@pytest.mark.parametrize("name", ["nb201", "nasrl", "toy_cnn", "enas_micro", "enas_macro"])
 def test_bad_architectures_and_options_raise_named_errors(name):
     space = make_space({"name": name})
     with pytest.raises(ArchitectureError):
