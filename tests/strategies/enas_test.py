@@ -60,11 +60,12 @@ class ToySupergraph(nn.Module):
     num_classes: int
     num_layers: int = 2
     width: int = 8
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x, arch, train: bool = True):
         x = nn.avg_pool(x, (7, 7), strides=(7, 7)).reshape(x.shape[0], -1)
-        x = nn.BatchNorm(use_running_average=not train, name="bn")(x)
+        x = nn.BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name, name="bn")(x)
         init = nn.initializers.lecun_normal()
         params = {
             "stem": self.param("stem", init, (x.shape[-1], self.width)),
@@ -103,8 +104,8 @@ class ToySpace(SharedWeightSpace):
     def network(self, arch, *, num_classes, fidelity=None):
         raise NotImplementedError  # not used by the search
 
-    def supergraph(self, *, num_classes, **options):
-        return ToySupergraph(num_classes=num_classes, num_layers=self.num_layers, **options)
+    def supergraph(self, *, num_classes, bn_axis_name=None):
+        return ToySupergraph(num_classes, self.num_layers, bn_axis_name=bn_axis_name)
 
 
 def toy_config(data_dir: str, **overrides):
