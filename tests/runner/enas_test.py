@@ -86,3 +86,20 @@ def test_enas_search_sigkilled_resumes_bitwise(repo_root, run_script, tmp_path, 
     for name in ("archs.jsonl", "genotypes.jsonl", "metrics.jsonl"):
         assert _jsonl(workdir, name) == _jsonl(ref, name), name
     _same_checkpoints(ref, workdir)
+
+
+@pytest.mark.slow
+def test_pmap_search_equals_the_one_device_search(run_script, tmp_path, fake_fmnist_dir):
+    out = run_script("enas_pmap.py", fake_fmnist_dir, str(tmp_path), devices=2)
+    one, two = out["none"], out["pmap"]
+    # the same architectures are sampled and rewarded (accuracies psummed over devices)
+    for key in (
+        "arch",
+        "arch_acc",
+        "controller_updates",
+        "controller_reward",
+        "controller_val_acc",
+    ):
+        assert one[key] == two[key], key
+    assert two["controller_baseline"] == pytest.approx(one["controller_baseline"], rel=1e-5)
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
