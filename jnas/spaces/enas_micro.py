@@ -583,8 +583,9 @@ def _stacked_params(module: nn.Module, like, shape: tuple[int, ...]):
 @functools.lru_cache(maxsize=1024)
 def _initial_stats(module: nn.Module, like: jax.ShapeDtypeStruct) -> dict:
     """``module``'s initial running averages (host arrays)."""
-    stats = module.lazy_init(jax.random.key(0), like, True)["batch_stats"]
-    return jax.tree.map(np.asarray, _to_dict(stats))
+    with jax.ensure_compile_time_eval():  # concrete values, also inside a traced init
+        stats = module.lazy_init(jax.random.key(0), like, True)["batch_stats"]
+        return jax.tree.map(np.asarray, _to_dict(stats))
 
 
 def _stacked_stats(module: nn.Module, like, shape: tuple[int, ...]):

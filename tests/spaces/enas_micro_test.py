@@ -1,0 +1,384 @@
+"""Tests of the ENAS micro space (jnas.spaces.enas_micro): its decisions against the official
+code's layout, the Genotype text, named errors, the retraining network of a found cell, the
+pictures, and the shared-weight supergraph against the standalone network."""
+
+import itertools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jnas.spaces import discrete
+from jnas.spaces.base import SPACES, make_space
+from jnas.spaces.cells import abstract_variables
+from jnas.spaces.discrete import (
+    ArchitectureRangeError,
+    ArchitectureSyntaxError,
+    ArchitectureTypeError,
+    UnknownChoiceError,
+)
+from jnas.spaces.enas_micro import ENAS_MICRO_OPS, EnasMicroSpace, unused_nodes
+from jnas.spaces.genotype import Genotype
+from jnas.spaces.published import PUBLISHED, get_genotype
+
+# melodyguan/enas scripts/cifar10_micro_final.sh: the `--child_fixed_arc` of the final micro
+# network, in the official layout (per node: x_id x_op y_id y_op; normal cell, then reduce).
+OFFICIAL_FIXED_ARC = (
+    "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
+)
+# Decoded by hand with the official op ids (0 sep 3x3, 1 sep 5x5, 2 avg pool, 3 max pool,
+# 4 identity); the normal cell reads only its inputs (all five nodes concatenated), the
+# reduction cell's node 2 reads node 1 (state 3).
+OFFICIAL_FIXED_GENOTYPE = Genotype(
+    normal=[
+        ("avg_pool_3x3", 0),
+        ("sep_conv_3x3", 0),
+        ("skip_connect", 0),
+        ("sep_conv_5x5", 0),
+        ("skip_connect", 0),
+        ("sep_conv_5x5", 1),
+        ("sep_conv_3x3", 1),
+        ("sep_conv_5x5", 0),
+        ("avg_pool_3x3", 0),
+        ("sep_conv_5x5", 1),
+    ],
+    normal_concat=[2, 3, 4, 5, 6],
+    reduce=[
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 1),
+        ("max_pool_3x3", 0),
+        ("avg_pool_3x3", 0),
+        ("sep_conv_5x5", 1),
+        ("sep_conv_5x5", 3),
+        ("sep_conv_3x3", 1),
+        ("skip_connect", 0),
+        ("max_pool_3x3", 0),
+        ("sep_conv_5x5", 1),
+    ],
+    reduce_concat=[2, 4, 5, 6],
+)
+
+
+def _random_archs(space, n, seed=0):
+    keys = jax.random.split(jax.random.key(seed), n)
+    return np.asarray(jax.jit(jax.vmap(lambda k: discrete.sample_uniform(space.spec, k)))(keys))
+
+
+def test_registered_and_the_decision_layout_is_the_official_controllers():
+    space = make_space({"name": "enas_micro"})
+    assert isinstance(space, EnasMicroSpace) and SPACES.get("enas_micro") is EnasMicroSpace
+    assert space.is_shared_weight and space.num_nodes == 5
+    assert ENAS_MICRO_OPS == (
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "avg_pool_3x3",
+        "max_pool_3x3",
+        "skip_connect",
+    )
+    spec = space.spec
+    assert spec.length == 2 * 4 * 5
+    assert spec.names[:5] == (
+        "normal/node0/input_a",
+        "normal/node0/op_a",
+        "normal/node0/input_b",
+        "normal/node0/op_b",
+        "normal/node1/input_a",
+    )
+    assert spec.names[20] == "reduce/node0/input_a"
+    # Node b reads one of b + 2 states; every op decision has the five ops.
+    for b, t in itertools.product(range(5), ("normal", "reduce")):
+        d = spec.decisions[spec.names.index(f"{t}/node{b}/input_b")]
+        assert d.choices == tuple(range(b + 2))
+        assert spec.decisions[spec.names.index(f"{t}/node{b}/op_a")].choices == ENAS_MICRO_OPS
+
+
+def test_the_official_fixed_arc_decodes_to_its_cells():
+    space = EnasMicroSpace()
+    arc = np.array([int(t) for t in OFFICIAL_FIXED_ARC.split()], np.int32)
+    assert space.decode(arc) == OFFICIAL_FIXED_GENOTYPE
+    np.testing.assert_array_equal(space.encode(OFFICIAL_FIXED_GENOTYPE), arc)
+
+
+def test_the_published_enas_cell_is_a_member_and_round_trips():
+    space = EnasMicroSpace()
+    g = PUBLISHED["ENAS"]
+    arch = space.encode(g)
+    assert space.decode(arch) == g
+    text = space.to_text(arch)
+    assert text == str(g)
+    np.testing.assert_array_equal(space.parse(text), arch)
+    # The published reduction cell concatenates its loose ends 2, 3, 6 (nodes 2, 3 are read).
+    assert space.decode(arch).reduce_concat == (2, 3, 6)
+
+
+def test_random_architectures_round_trip_and_concat_the_unused_nodes():
+    space = EnasMicroSpace(num_nodes=4)
+    for arch in _random_archs(space, 30):
+        g = space.decode(arch)
+        np.testing.assert_array_equal(space.encode(g), arch)
+        np.testing.assert_array_equal(space.parse(space.to_text(arch)), arch)
+        for t in ("normal", "reduce"):
+            edges = getattr(g, t)
+            assert len(edges) == 8 and all(0 <= i < k // 2 + 2 for k, (_, i) in enumerate(edges))
+            # Brute force: a node is concatenated iff no edge reads it.
+            read = [i for _, i in edges]
+            expected = tuple(s for s in range(2, 6) if read.count(s) == 0)
+            assert getattr(g, f"{t}_concat") == expected == unused_nodes(edges, 4)
+            assert 5 in expected  # the last node is never read
+
+
+def _replace(g, cell, k, edge=None, concat=None):
+    edges = list(getattr(g, cell))
+    if edge is not None:
+        edges[k] = edge
+    kw = {cell: edges}
+    if concat is not None:
+        kw[f"{cell}_concat"] = concat
+    return Genotype(**{**g.__dict__, **kw})
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (lambda g: _replace(g, "normal", 3, ("dil_conv_3x3", 0)), UnknownChoiceError, "dil_conv"),
+        (lambda g: _replace(g, "reduce", 0, ("none", 0)), UnknownChoiceError, "'none'"),
+        (
+            lambda g: _replace(g, "normal", 1, ("skip_connect", 2)),
+            ArchitectureRangeError,
+            r"\[0, 1\]",
+        ),
+        (
+            lambda g: _replace(g, "reduce", 9, ("skip_connect", 7)),
+            ArchitectureRangeError,
+            "input index 7",
+        ),
+        (
+            lambda g: Genotype(g.normal[:8], [2, 3, 4, 5], g.reduce, g.reduce_concat),
+            ArchitectureRangeError,
+            "8 edges",
+        ),
+        (
+            lambda g: _replace(g, "reduce", 0, concat=[2, 3, 4, 5, 6]),
+            ArchitectureRangeError,
+            r"\[2, 3, 6\]",
+        ),
+        (lambda g: _replace(g, "reduce", 0, concat=[6, 3, 2]), ArchitectureRangeError, "ascending"),
+        (lambda g: str(g), ArchitectureTypeError, "Genotype"),
+    ],
+)
+def test_genotypes_outside_the_space_raise_named_errors(change, error, message):
+    space = EnasMicroSpace()
+    bad = change(PUBLISHED["ENAS"])
+    with pytest.raises(error, match=message):
+        space.encode(bad)
+    if isinstance(bad, Genotype):
+        with pytest.raises(error, match=message):
+            space.parse(str(bad))
+
+
+def test_texts_outside_the_space_raise_named_errors():
+    space = EnasMicroSpace()
+    with pytest.raises(ArchitectureRangeError, match="4 nodes"):
+        space.parse(str(PUBLISHED["DARTS_V2"]))  # a DARTS cell: 4 nodes, dilated convs
+    with pytest.raises(UnknownChoiceError, match="conv_9x9"):
+        space.parse(str(PUBLISHED["ENAS"]).replace("sep_conv_5x5", "conv_9x9", 1))
+    with pytest.raises(ArchitectureSyntaxError):
+        space.parse("Genotype(normal=[('sep_conv_3x3', 1)")
+    with pytest.raises(ArchitectureRangeError, match="normal/node0/input_a"):
+        space.decode(np.full(space.spec.length, 2, np.int32))  # node 0 cannot read state 2
+
+
+def test_a_found_cell_retrains_as_experiments_train_builds_it():
+    # A found cell whose cells concatenate 3 and 2 nodes, given as its text (what the
+    # search writes and `experiments.train --config.genotype=<text>` reads).
+    space = EnasMicroSpace()
+    arch = space.encode(OFFICIAL_FIXED_GENOTYPE)
+    arch[20 + 16] = 4  # reduce node 4, input a: node 2 (state 4); op 3 (max pool) kept
+    g = get_genotype(space.to_text(arch))
+    assert g == space.decode(arch) and g.reduce_concat == (2, 5, 6)
+    from experiments.configs import eval_tiny
+    from jnas.runner.train import build_trainer
+
+    config = eval_tiny.get_config()
+    trainer = build_trainer(config, g, num_classes=10, steps_per_epoch=1)
+    variables = abstract_variables(trainer.model, (16, 16, 3))
+    c_last = 4 * config.model.C  # two reductions
+    assert variables["params"]["classifier"]["kernel"].shape == (3 * c_last, 10)
+    # The space's own network: its C and layers, width scaled to an even channel count.
+    from jnas.spaces.base import Fidelity
+
+    net = space.network(arch, num_classes=10, fidelity=Fidelity(width=0.3))
+    assert (net.C, net.layers, net.genotype) == (6, 8, g)
+
+
+def test_pictures_of_a_decoded_cell(tmp_path):
+    space = EnasMicroSpace()
+    paths = space.write_pictures(space.encode(OFFICIAL_FIXED_GENOTYPE), str(tmp_path))
+    assert [os.path.basename(p) for p in paths] == [
+        "normal.png",
+        "normal.svg",
+        "reduce.png",
+        "reduce.svg",
+    ]
+    assert all(os.path.getsize(p) > 0 for p in paths)
+    dot = (tmp_path / "reduce.dot").read_text()
+    into_output = sorted(line.split('"')[1] for line in dot.splitlines() if '-> "c_{k}"' in line)
+    assert into_output == ["0", "2", "3", "4"]  # nodes 0, 2, 3, 4 = states 2, 4, 5, 6
+
+
+# -- the supergraph -------------------------------------------------------------------------
+
+
+TINY = EnasMicroSpace(num_nodes=3, C=4, layers=3, scan_cells=False)
+IMAGES = jax.random.normal(jax.random.key(7), (4, 8, 8, 3))
+
+
+@pytest.fixture(scope="module")
+def supergraph():
+    model = TINY.supergraph(num_classes=5)
+    arch = jax.ShapeDtypeStruct((TINY.spec.length,), jnp.int32)
+    images = jax.ShapeDtypeStruct(IMAGES.shape, IMAGES.dtype)
+    variables = model.lazy_init(jax.random.key(0, impl="rbg"), images, arch, train=True)
+    variables = jax.device_put(variables, jax.devices()[0])  # committed, as step's outputs
+    traces = []
+
+    def step(variables, images, arch):
+        """Inference logits, train-mode logits and running averages, and the gradient of
+        the train-mode loss: one compiled program for every architecture."""
+        traces.append(1)
+        logits = model.apply(variables, images, arch, train=False)
+
+        def loss(params):
+            out, new = model.apply(
+                {"params": params, "batch_stats": variables["batch_stats"]},
+                images,
+                arch,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return jnp.sum(out**2), (out, new["batch_stats"])
+
+        grads, (train_logits, stats) = jax.grad(loss, has_aux=True)(variables["params"])
+        return logits, train_logits, stats, grads
+
+    # Running averages that are not the initial ones (so that inference mode tests them).
+    _, _, stats, _ = (f := jax.jit(step))(variables, IMAGES, jnp.asarray(TINY.encode(G1)))
+    variables = {"params": variables["params"], "batch_stats": stats}
+    return model, variables, f, traces
+
+
+# A child of the tiny space whose normal cell reads every node but the last, and whose
+# reduction cell leaves two nodes unread.
+G1 = Genotype(
+    normal=[
+        ("sep_conv_3x3", 1),
+        ("sep_conv_5x5", 0),
+        ("sep_conv_3x3", 2),
+        ("avg_pool_3x3", 0),
+        ("sep_conv_5x5", 1),
+        ("skip_connect", 3),
+    ],
+    normal_concat=[4],
+    reduce=[
+        ("sep_conv_5x5", 0),
+        ("skip_connect", 1),
+        ("sep_conv_3x3", 1),
+        ("max_pool_3x3", 0),
+        ("skip_connect", 0),
+        ("sep_conv_3x3", 2),
+    ],
+    reduce_concat=[3, 4],
+)
+
+
+def test_a_child_of_the_shared_weights_equals_its_standalone_network(supergraph):
+    model, variables, step, traces = supergraph
+    archs = [*_random_archs(TINY, 2, seed=1), TINY.encode(G1)]
+    concats = {(TINY.decode(a).normal_concat, TINY.decode(a).reduce_concat) for a in archs}
+    assert len(concats) == 3  # three ways of concatenating
+    for a in archs:
+        logits, train_logits, _, _ = step(variables, IMAGES, jnp.asarray(a))
+        net = TINY.network(a, num_classes=5)
+        net_vars = TINY.supergraph_variables_to_network(a, variables)
+        shapes = jax.tree.map(lambda v: v.shape, abstract_variables(net, (8, 8, 3)))
+        assert jax.tree.map(lambda v: v.shape, net_vars) == shapes  # every variable, no other
+        ref, _ = jax.jit(lambda v, x, n=net: n.apply(v, x, train=False))(net_vars, IMAGES)
+        np.testing.assert_allclose(logits, ref, rtol=1e-5, atol=1e-5)
+        assert float(jnp.std(ref)) > 1e-3  # not a trivially equal output
+    # Train mode (batch statistics) on the same batch, for the last one, and the running
+    # averages it updates (the child's rows of the supergraph's).
+    (ref_train, _), ref_stats = jax.jit(
+        lambda v, x: net.apply(v, x, train=True, mutable=["batch_stats"])
+    )(net_vars, IMAGES)
+    np.testing.assert_allclose(train_logits, ref_train, rtol=1e-5, atol=1e-5)
+    _, _, stats, _ = step(variables, IMAGES, jnp.asarray(archs[-1]))
+    mapped = TINY.supergraph_variables_to_network(
+        archs[-1], {"params": variables["params"], "batch_stats": stats}
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        mapped["batch_stats"],
+        ref_stats["batch_stats"],
+    )
+    # One trace and one compiled program for all the architectures (the fixture's included).
+    assert len(traces) == 1 and step._cache_size() == 1
+
+
+def _used_slices(arch):
+    """(cell, op variable name, node, branch, row) of every op with parameters the child
+    ``arch`` runs in the tiny supergraph (cells 0 normal, 1 and 2 reduction)."""
+    out = set()
+    for cell, t in ((0, "normal"), (1, "reduce"), (2, "reduce")):
+        edges = getattr(TINY.decode(arch), t)
+        for k, (op, i) in enumerate(edges):
+            has_params = op.startswith("sep_conv") or (
+                op == "skip_connect" and t == "reduce" and i < 2
+            )
+            if not has_params:
+                continue
+            if t == "reduce":
+                name, row = (f"{op}_stride2", i) if i < 2 else (op, i - 2)
+            else:
+                name, row = op, i
+            out.add((cell, name, k // 2, k % 2, row))
+    return out
+
+
+def _nonzero_slices(grads):
+    out = set()
+    for cell in range(3):
+        for name, tree in grads[f"cell_{cell}"].items():
+            if name.startswith("preprocess"):
+                continue
+            norms = sum(
+                np.abs(np.asarray(g)).sum(axis=tuple(range(3, g.ndim)))
+                for g in jax.tree.leaves(tree)
+            )
+            out |= {(cell, name, *map(int, idx)) for idx in zip(*np.nonzero(norms))}
+    return out
+
+
+def test_architectures_sharing_an_op_update_the_same_parameters(supergraph):
+    _, variables, step, traces = supergraph
+    g1 = G1
+    # g2 keeps g1's normal node 0 (both branches) and its reduction cell, and changes the op
+    # of every other normal edge.
+    other = {"sep_conv_3x3": "sep_conv_5x5", "sep_conv_5x5": "max_pool_3x3"}
+    normal = list(g1.normal[:2]) + [(other.get(op, "sep_conv_3x3"), i) for op, i in g1.normal[2:]]
+    g2 = Genotype(normal, unused_nodes(normal, 3), g1.reduce, g1.reduce_concat)
+    slices = []
+    for g in (g1, g2):
+        _, _, _, grads = step(variables, IMAGES, jnp.asarray(TINY.encode(g)))
+        used = _used_slices(TINY.encode(g))
+        # Exactly the child's ops get a gradient: every other op (and row) gets zero.
+        assert _nonzero_slices(grads) == used
+        slices.append(used)
+    shared = slices[0] & slices[1]
+    assert shared and shared != slices[0] | slices[1]
+    # Shared: normal node 0's two convs (inputs 1 and 0) and the whole reduction cells.
+    expected = {(0, "sep_conv_3x3", 0, 0, 1), (0, "sep_conv_5x5", 0, 1, 0)}
+    expected |= {s for s in slices[0] if s[0] > 0}
+    assert shared == expected
+    assert len(traces) == 1
