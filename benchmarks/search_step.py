@@ -4,6 +4,7 @@ r"""Time one search step of the paper's search network, per method, order and ba
   python benchmarks/search_step.py --order=1 --batch=64  # one row
   python benchmarks/search_step.py --method=gdas --order=1 --batch=64 --json=out.json
   python benchmarks/search_step.py --method=darts,gdas,pcdarts,pdarts --order=1 --batch=64
+  python benchmarks/search_step.py --method=darts,enas --order=1 --batch=64   # ENAS beside DARTS
 
 ``--method`` is a registered gradient strategy (``darts``, ``gdas``, ``pcdarts``, ``pdarts``:
 its first stage, 8 ops, ``snas``, ... any module that registers one), a comma-separated list
@@ -26,6 +27,14 @@ ahead of time and then called with the same shapes, so it cannot recompile (a ca
 would recompile fails). ``--cost`` lowers the step without compiling it and prints XLA's
 cost model of it instead (StableHLO ops, flops, bytes accessed): seconds per row, and the
 same three figures for two versions of the code mean the same compiled step.
+
+``--method=enas`` (a shared-weight strategy, :mod:`jnas.strategies.enas`) times the ENAS micro
+supergraph's shared-weight step (``EnasSearch.train_step``: one sampled child's forward and
+backward, a fresh architecture every call, one compiled program) with ``--C`` channels and
+``--layers`` cells on the same batch, first order only; its row adds the controller's
+``ctrl_samples_per_s`` (one architecture per call) and ``ctrl_updates_per_s`` (one REINFORCE
+update of ``num_aggregate`` architectures, rewards given). Issue 19's target: at most 0.25x
+the first-order DARTS step of the same run.
 
 Reference (PERF.md; official PyTorch DARTS on this 2-core CPU): 27.7 s (order 1) and 58.6 s
 (order 2) per step at batch 64; 6.1 s / 19.5 s at batch 16. Target: at most half.
@@ -56,8 +65,11 @@ KEYS = (
 
 def _row(args) -> dict:
     from jnas.runner import use_runtime
+    from jnas.strategies.base import kind_of
     from jnas.strategies.oneshot import gradient_strategy
 
+    if kind_of(args.method) == "shared":
+        return _shared_row(args)
     strategy = gradient_strategy(args.method)
     config = strategy.stage_configs(_load_config(args.method))[0]
     config.model.C, config.model.layers = args.C, args.layers
@@ -131,6 +143,111 @@ def _measure(args, strategy, config, runtime) -> dict:
     }
 
 
+# ENAS rows also have the controller's speed (samples and updates of num_aggregate per second)
+SHARED_KEYS = ("ctrl_samples_per_s", "ctrl_updates_per_s", "num_aggregate")
+
+
+def _shared_row(args) -> dict:
+    """A shared-weight (ENAS) row: its config's supergraph at the DARTS row's size (``--C``,
+    ``--layers`` cells, ``--size``) and batch; the timed step is the shared-weight step
+    (``EnasSearch.train_step``) with a fresh architecture on every call (one compiled
+    program). Also the controller: samples per second (one ``sample`` call each) and
+    updates per second (``controller_update`` of ``num_aggregate`` sampled architectures,
+    the child's rewards given)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jnas.runner import use_runtime
+    from jnas.strategies.enas import shared_strategy
+
+    strategy = shared_strategy(args.method)
+    config = _load_config(args.method)
+    if "C" in config.space:
+        config.space.C, config.space.layers = args.C, args.layers
+    config.search.batch_size = args.batch
+    with use_runtime(config) as (config, runtime):
+        searcher = strategy(config, num_classes=10, steps_per_epoch=100, axis_name=None)
+        rng = np.random.default_rng(0)
+
+        def batch():
+            x = rng.normal(size=(args.batch, args.size, args.size, 3))
+            y = rng.integers(0, 10, args.batch)
+            return {"image": jnp.asarray(x, jnp.float32), "label": jnp.asarray(y, jnp.int32)}
+
+        tb = batch()
+        state = searcher.init(jax.random.PRNGKey(0), tb["image"][:2])
+        sample = jax.jit(searcher.sample_with_entropy)
+        params = jax.tree.map(jnp.copy, state.controller.params)  # the step donates the state
+        arch, _ = sample(params, jax.random.key(0))
+        if args.cost:
+            return _cost(
+                args, jax.jit(searcher.train_step, donate_argnums=0).lower(state, arch, tb)
+            )
+        t = time.perf_counter()
+        step = jax.jit(searcher.train_step, donate_argnums=0, compiler_options=runtime.xla_options)
+        step = step.lower(state, arch, tb).compile()
+        state, m = step(state, arch, tb)
+        jax.block_until_ready(m)
+        compile_s = time.perf_counter() - t
+        mem = step.memory_analysis()
+        times = []
+        for i in range(args.steps):
+            arch, _ = sample(state.controller.params, jax.random.key(i + 1))
+            tb = batch()
+            jax.block_until_ready(arch)
+            t = time.perf_counter()
+            state, m = step(state, arch, tb)
+            jax.block_until_ready(m)
+            times.append(time.perf_counter() - t)
+        # the controller alone
+        n = max(20, args.steps)
+        t = time.perf_counter()
+        drawn = [sample(params, jax.random.key(100 + i)) for i in range(n)]
+        jax.block_until_ready(drawn)
+        samples_per_s = n / (time.perf_counter() - t)
+        a = searcher.num_aggregate
+        archs = jnp.stack([d[0] for d in drawn[:a]] * (a // len(drawn[:a]) or 1))[:a]
+        ents = jnp.stack([d[1] for d in drawn[:a]] * (a // len(drawn[:a]) or 1))[:a]
+        accs = jnp.asarray(rng.uniform(size=a), jnp.float32)
+        update = jax.jit(searcher.controller_update)
+        ctrl, _ = update(state.controller, archs, accs, ents)  # the state is not used again
+        jax.block_until_ready(ctrl)
+        t = time.perf_counter()
+        for _ in range(n // 4):
+            ctrl, cm = update(ctrl, archs, accs, ents)
+        jax.block_until_ready(ctrl)
+        updates_per_s = (n // 4) / (time.perf_counter() - t)
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
+    if stats and "peak_bytes_in_use" in stats:
+        peak = stats["peak_bytes_in_use"] / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    xla_mem = None
+    if mem is not None:
+        xla_mem = (
+            mem.argument_size_in_bytes
+            + mem.output_size_in_bytes
+            + mem.temp_size_in_bytes
+            - mem.alias_size_in_bytes
+        ) / 2**20
+    return {
+        "method": args.method,
+        "order": 1,
+        "batch": args.batch,
+        "step_s_median": round(statistics.median(times), 4),
+        "compile_s": round(compile_s, 2),
+        "peak_mem_mb": round(peak, 1),
+        "xla_mem_mb": None if xla_mem is None else round(xla_mem, 1),
+        "backend": jax.default_backend(),
+        "loss": float(m["train_loss"]),
+        "ctrl_samples_per_s": round(samples_per_s, 1),
+        "ctrl_updates_per_s": round(updates_per_s, 2),
+        "num_aggregate": a,
+    }
+
+
 COST_KEYS = ("method", "order", "batch", "hlo_ops", "flops", "bytes_accessed", "backend")
 
 
@@ -159,9 +276,9 @@ def _load_config(method: str):
     """The config a strategy's registration names: CIFAR-10's, else its first."""
     import importlib
 
-    from jnas.strategies.oneshot import gradient_strategy
+    from jnas.strategies.base import STRATEGIES
 
-    configs = gradient_strategy(method).configs
+    configs = STRATEGIES.get(method).configs
     if not configs:
         raise ValueError(f"strategy {method!r} names no config")
     name = configs.get("cifar10", next(iter(configs.values())))
@@ -171,13 +288,13 @@ def _load_config(method: str):
 def _methods() -> tuple[str, ...]:
     from jnas.strategies.base import STRATEGIES
 
-    return STRATEGIES.names(kind="gradient")
+    return STRATEGIES.names(kind="gradient") + STRATEGIES.names(kind="shared")
 
 
 def _second_order(method: str) -> bool:
-    from jnas.strategies.oneshot import gradient_strategy
+    from jnas.strategies.base import STRATEGIES
 
-    return gradient_strategy(method).second_order
+    return STRATEGIES.get(method).second_order
 
 
 def main(argv=None):
@@ -188,7 +305,7 @@ def main(argv=None):
     p.add_argument(
         "--method",
         default="darts",
-        help="a registered gradient strategy (darts, gdas, ...), a list of them, or all",
+        help="a registered gradient strategy (darts, gdas, ...) or enas, a list of them, or all",
     )
     p.add_argument("--order", type=int, choices=(1, 2), help="one order only (default both)")
     p.add_argument("--batch", type=int, help="one batch size only (default 16 and 64)")
@@ -266,13 +383,20 @@ def main(argv=None):
                 print(
                     f"{method:8} {order:>5} {batch:>5} {row['step_s_median']:>8.3f} "
                     f"{row['compile_s']:>9.1f} {row['peak_mem_mb']:>9.0f} {xla:>9}  "
-                    f"{row['backend']}",
+                    f"{row['backend']}"
+                    + (
+                        f"  controller: {row['ctrl_samples_per_s']:.1f} samples/s, "
+                        f"{row['ctrl_updates_per_s']:.2f} updates/s of {row['num_aggregate']}"
+                        if "ctrl_samples_per_s" in row
+                        else ""
+                    ),
                     flush=True,
                 )
     if args.json:
         with open(args.json, "w") as f:
             keys = COST_KEYS if args.cost else KEYS
-            json.dump([{k: r[k] for k in keys} for r in rows], f, indent=2)
+            keys = (*keys, *SHARED_KEYS)  # the ENAS rows' controller figures
+            json.dump([{k: r[k] for k in keys if k in r} for r in rows], f, indent=2)
 
 
 if __name__ == "__main__":

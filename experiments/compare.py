@@ -1,18 +1,20 @@
-r"""Compare the gradient strategies (DARTS, GDAS, PC-DARTS, P-DARTS, ...) on one budget, with
-one command.
+r"""Compare the gradient strategies (DARTS, GDAS, PC-DARTS, P-DARTS, ...) and ENAS (micro) on
+one budget, with one command.
 
   python -m experiments.compare --workdir=runs/compare [--methods=darts,gdas --epochs=6 ...]
 
-The methods are the registered gradient strategies that name a Fashion-MNIST config
-(``jnas.strategies.oneshot.GradientStrategy.configs["fashion_mnist"]``); a new strategy
-module with such a config takes part without an edit here. Every method searches
+The methods are the registered gradient and shared-weight strategies that name a
+Fashion-MNIST config (``jnas.strategies.oneshot.GradientStrategy.configs["fashion_mnist"]``,
+``jnas.strategies.enas.SharedWeightStrategy.configs``: ENAS's is its micro space); a new
+strategy module with such a config takes part without an edit here. Every method searches
 Fashion-MNIST with its own recipe on the same budget: the same images, batch size, seed and
 total search epochs, put into its config by the strategy itself
 (``GradientStrategy.apply_budget``: P-DARTS splits the epochs over its three stages, the
-warm-ups of PC-DARTS and P-DARTS are scaled to the budget). Each search runs in its own process
-through ``jnas.runner.search.search``, so its peak memory is its own. The derived cell is
-then retrained from scratch the same way for every method (``jnas.runner.train.train``,
-one evaluation config) and tested.
+warm-ups of PC-DARTS and P-DARTS are scaled to the budget; ENAS's supergraph gets the cells and
+channels, its controller phases come on top of the epochs' shared-weight steps). Each search
+runs in its own process through ``jnas.runner.run_search``, so its peak memory is its own.
+The derived cell is then retrained from scratch the same way for every method
+(``jnas.runner.train.train``, one evaluation config) and tested.
 
 The workdir gets one directory per method (the search's usual workdir, ``retrain/`` inside
 it) and the table ``comparison.md`` (and ``comparison.json``): search wall time, of which
@@ -45,16 +47,21 @@ def _write_json(path: str, obj) -> None:
     write_text(path, json.dumps(obj, indent=2))
 
 
-def methods() -> tuple[str, ...]:
-    """The registered gradient strategies with a Fashion-MNIST config."""
-    from jnas.strategies.base import STRATEGIES
+def _strategy(name: str):
+    """The registered gradient or shared-weight (ENAS) strategy ``name``."""
+    from jnas.strategies.base import kind_of
+    from jnas.strategies.enas import shared_strategy
     from jnas.strategies.oneshot import gradient_strategy
 
-    return tuple(
-        name
-        for name in STRATEGIES.names(kind="gradient")
-        if "fashion_mnist" in gradient_strategy(name).configs
-    )
+    return shared_strategy(name) if kind_of(name) == "shared" else gradient_strategy(name)
+
+
+def methods() -> tuple[str, ...]:
+    """The registered gradient and shared-weight (ENAS) strategies with a Fashion-MNIST config."""
+    from jnas.strategies.base import STRATEGIES
+
+    names = STRATEGIES.names(kind="gradient") + STRATEGIES.names(kind="shared")
+    return tuple(name for name in names if "fashion_mnist" in _strategy(name).configs)
 
 
 FLAGS = flags.FLAGS
@@ -78,9 +85,7 @@ def search_config(method: str):
     """The method's Fashion-MNIST config on the shared budget."""
     import importlib
 
-    from jnas.strategies.oneshot import gradient_strategy
-
-    strategy = gradient_strategy(method)
+    strategy = _strategy(method)
     module = strategy.configs["fashion_mnist"]
     config = importlib.import_module(f"experiments.configs.{module}").get_config()
     config.seed = 0
@@ -88,7 +93,8 @@ def search_config(method: str):
     if FLAGS.data_dir:
         config.data.data_dir = FLAGS.data_dir
     config.search.batch_size = FLAGS.batch_size
-    config.model.C = FLAGS.C
+    # the supernet's channels; a shared-weight space holds its own (ENAS micro: space.C)
+    (config.model if "model" in config else config.space).C = FLAGS.C
     config.retrain = {"enabled": False}  # retrained below, the same way for all
     strategy.apply_budget(config, epochs=FLAGS.epochs, layers=FLAGS.layers)
     return config
@@ -120,9 +126,8 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
     import jax.numpy as jnp
 
     from jnas.runner import use_runtime
-    from jnas.strategies.oneshot import gradient_strategy
 
-    strategy = gradient_strategy(config.strategy)
+    strategy = _strategy(config.strategy)
     stages = strategy.stage_configs(config)
     carries = {}
     if os.path.exists(os.path.join(workdir, "stages.json")):
@@ -138,9 +143,10 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
         searcher = strategy(cfg, num_classes=10, steps_per_epoch=1, carry=carries.get(str(s)))
         sample = jnp.zeros((2, *image_shape))
         state = jax.eval_shape(searcher.init, jax.random.PRNGKey(0), sample)
+        batches = (batch,) if strategy.KIND == "shared" else (batch, batch)  # ENAS: train only
         with use_runtime(cfg) as (_, switches):  # the switches the search compiled with
             step = jax.jit(searcher.step, donate_argnums=0, compiler_options=switches.xla_options)
-            mem = step.lower(state, batch, batch).compile().memory_analysis()
+            mem = step.lower(state, *batches).compile().memory_analysis()
         out.append((mem.temp_size_in_bytes + mem.argument_size_in_bytes) / 2**20)
     return out
 
@@ -152,10 +158,9 @@ def run_method(method: str) -> dict:
     after an interruption later on keeps them; a search that itself resumed from a
     checkpoint is marked ``resumed`` (its time and memory cover only the resumed part).
     """
+    from jnas.runner import run_search, setup_jax
     from jnas.runner import search as search_lib
-    from jnas.runner import setup_jax
     from jnas.spaces.genotype import Genotype
-    from jnas.strategies.oneshot import gradient_strategy
 
     setup_jax()
     workdir = os.path.join(FLAGS.workdir, method)
@@ -167,9 +172,9 @@ def run_method(method: str) -> dict:
     else:
         resumed = os.path.isdir(os.path.join(workdir, "checkpoints"))
         t0 = time.time()
-        summary = search_lib.search(config, workdir)
+        summary = run_search(config, workdir)  # the host loop of the strategy's kind
         result = {
-            "method": gradient_strategy(method).title,
+            "method": _strategy(method).title,
             "search_s": round(time.time() - t0, 1),
             "compile_s": summary.get("compile_s"),
             "steps": summary["steps"],
