@@ -3,7 +3,7 @@
   pip install 'jnas[peer]'   # optuna (and syne-tune's requirements): an optional extra
   pip install --no-deps syne-tune==0.14.2   # only for the syne_tune_* methods (see below)
   JNAS_NB201_PATH=/path/to/nb201.csv.gz python benchmarks/tabular_peer.py [--seeds=100]
-      [--methods=hyperband,bohb,optuna_hyperband,optuna_tpe,syne_tune_hyperband,syne_tune_bohb]
+      [--methods=hyperband,bohb,bohb_unit,optuna_hyperband,optuna_tpe,syne_tune_hyperband,...]
 
 Same table, fidelities and budget for both sides (CIFAR-10, the only data set of the table
 with two fidelities and training times): a candidate is judged at 12 epochs
@@ -14,9 +14,10 @@ the best 200-epoch validation accuracy, and its 200-epoch test accuracy (``c10_t
 reported. Seed s of optuna is ``sampler seed = s``; ours are ``run_search``'s ``num_seeds``.
 
 * **jnas** (``experiments/configs/nb201_multi_fidelity.py``'s options): ``hyperband`` and
-  ``bohb`` on the ladder (12, 200), eta 3, all seeds as one vmapped scan. Each evaluation
-  trains from scratch at its budget (HpBandSter's model): a promoted candidate costs 12 +
-  200 epochs.
+  ``bohb`` on the ladder (12, 200), eta 3, all seeds as one vmapped scan; ``bohb_unit``:
+  BOHB with syne-tune's two choices (bandwidths on index / c, no repeated proposal;
+  ``codes="unit", exclude_observed=True``). Each evaluation trains from scratch at its
+  budget (HpBandSter's model): a promoted candidate costs 12 + 200 epochs.
 * **optuna** (Akiba et al., KDD 2019): ``HyperbandPruner(min_resource=12, max_resource=200,
   reduction_factor=3)`` (its brackets are asynchronous successive halving with rungs at 12 x
   3^s epochs; only the 12-epoch rung falls before 200, so trials of the bracket s = 0 are
@@ -67,8 +68,18 @@ LADDER = dict(budgets=(12.0, 200.0), eta=3.0)
 OPS = 5  # NAS-Bench-201: five ops per edge
 
 
-def _ours(name, space, objective, budget, seeds):
-    strategy, params = make_strategy(name, space.spec, 1, LADDER)
+# jnas's methods: the strategy and its options beside the ladder. ``bohb_unit``: BOHB with
+# syne-tune's encoding of categorical values (bandwidths on index / c) and no repeated proposal.
+OURS = {
+    "hyperband": ("hyperband", {}),
+    "bohb": ("bohb", {}),
+    "bohb_unit": ("bohb", dict(codes="unit", exclude_observed=True)),
+}
+
+
+def _ours(method, space, objective, budget, seeds):
+    name, options = OURS[method]
+    strategy, params = make_strategy(name, space.spec, 1, dict(LADDER, **options))
 
     def run():
         result = tabular.run_search(
@@ -291,7 +302,7 @@ def main():
     parser.add_argument("--path", default=os.environ.get("JNAS_NB201_PATH"))
     parser.add_argument(
         "--methods",
-        default="hyperband,bohb,optuna_hyperband,optuna_tpe",
+        default="hyperband,bohb,bohb_unit,optuna_hyperband,optuna_tpe",
         help="comma-separated; also " + ", ".join(SYNE_TUNE_METHODS),
     )
     parser.add_argument("--json", default=None, help="also write the rows here")
@@ -310,7 +321,7 @@ def main():
     budget = tabular.make_budget(objective, args.budget)
     rows = []
     for method in args.methods.split(","):
-        if method in ("hyperband", "bohb"):
+        if method in OURS:
             test, full, first, again = _ours(method, space, objective, budget, args.seeds)
             wall = f"{first:.1f} s ({again:.1f} s compiled)"
             who = "jnas"

@@ -68,6 +68,8 @@ __all__ = [
 # The score of an empty slot: the most negative finite float32 (a state the host loops may
 # checkpoint holds no infinity; any reward sorts above it).
 EMPTY = float(np.finfo(np.float32).max)
+# The encodings of a categorical value on which BOHB computes its bandwidths (BOHB.codes).
+CODES = ("index", "unit")
 
 
 def budget_ladder(min_budget=None, max_budget=None, eta=3.0, budgets=None) -> tuple[float, ...]:
@@ -362,7 +364,11 @@ class BOHB(_Bracketed):
     Attributes (static): as :class:`Hyperband`, plus ``num_samples`` (64),
     ``max_observations`` (256), ``min_points_in_model`` (None: d + 1), ``exclude_observed``
     (False, as HpBandSter; True: a model proposal already observed at the model's budget is
-    passed over for another sample, unless all are; not part of BOHB). Params (traced):
+    passed over for another sample, unless all are; not part of HpBandSter's BOHB),
+    ``codes`` (``"index"``: the bandwidths' normal reference is computed on the category
+    indices 0..c-1, as HpBandSter; ``"unit"``: on index / c, as syne-tune 0.14.2's KDE
+    searcher encodes a categorical value, which gives c times smaller bandwidths; see
+    docs/multi_fidelity.md for what each gives on NAS-Bench-201). Params (traced):
     ``top_n_percent`` (15), ``random_fraction`` (1/3), ``min_bandwidth`` (1e-3).
     """
 
@@ -370,11 +376,13 @@ class BOHB(_Bracketed):
     max_observations: int = 256
     min_points_in_model: int | None = None
     exclude_observed: bool = False
+    codes: str = "index"
     STATIC = _Bracketed.STATIC + (
         "num_samples",
         "max_observations",
         "min_points_in_model",
         "exclude_observed",
+        "codes",
     )
 
     def __post_init__(self):
@@ -382,6 +390,8 @@ class BOHB(_Bracketed):
         d = self.spec.length
         if int(self.num_samples) < 1 or int(self.max_observations) < 1:
             raise ValueError("num_samples and max_observations must be >= 1")
+        if self.codes not in CODES:
+            raise ValueError(f"codes must be one of {CODES}, got {self.codes!r}")
         if self.min_points_in_model is not None and int(self.min_points_in_model) < d + 1:
             raise ValueError(
                 f"min_points_in_model must be >= d + 1 = {d + 1} (HpBandSter's floor), got "
@@ -442,13 +452,15 @@ class BOHB(_Bracketed):
 
     def _kde(self, data, mask, num, params):
         """Bandwidths ``[d]`` (normal reference, clipped) of the rows of ``data`` in ``mask``."""
+        c = jnp.asarray(self.spec.num_choices, jnp.float32)
         x = data.astype(jnp.float32)
+        if self.codes == "unit":  # syne-tune's encoding of a categorical value: index / c
+            x = x / c
         w = mask.astype(jnp.float32)[:, None]
         nf = jnp.maximum(num, 1).astype(jnp.float32)
         mean = jnp.sum(w * x, 0) / nf
         std = jnp.sqrt(jnp.sum(w * (x - mean) ** 2, 0) / nf)
         bw = 1.06 * std * nf ** (-1.0 / (4.0 + self.spec.length))
-        c = jnp.asarray(self.spec.num_choices, jnp.float32)
         top = jnp.maximum((c - 1.0) / c, params.min_bandwidth)  # the uniform kernel
         return jnp.clip(bw, params.min_bandwidth, top)
 

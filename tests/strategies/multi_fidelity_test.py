@@ -169,6 +169,12 @@ def test_bohb_density_ratio_matches_a_numpy_reference():
         np.mean([np.prod(np.where(x == row, 1 - bw, bw / 4)) for row in data[good]]) for x in xs
     ]
     np.testing.assert_allclose(pdf, ref_pdf, rtol=1e-5)
+    # syne-tune's encoding: the normal reference of index / c, c = 5 times smaller
+    unit = mf.BOHB(SPEC, budgets=(200.0,), codes="unit")
+    bw_unit = np.asarray(unit._kde(jnp.asarray(data), jnp.asarray(good), 10, params))
+    np.testing.assert_allclose(bw_unit, np.clip(ref / 5, 1e-3, 0.8), rtol=1e-5)
+    with pytest.raises(ValueError, match="codes must be one of"):
+        mf.BOHB(SPEC, budgets=(200.0,), codes="onehot")
 
 
 def test_the_model_proposes_better_than_uniform():
