@@ -52,7 +52,7 @@ def _cycle_reference(budget_s, cost):
             charges.append(charge)
 
 
-@pytest.mark.slow  # needs the optional extra (syne-tune), which CI does not install
+@pytest.mark.peer  # needs the optional extra and syne-tune (BUILD.md), which CI does not install
 @pytest.mark.parametrize(
     "searcher,cost,budget_s",
     [("random", "resume", 2100.0), ("random", "scratch", 2100.0), ("kde", "resume", 12000.0)],
