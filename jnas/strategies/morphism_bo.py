@@ -31,10 +31,13 @@ form; 0.2.x kept convolutional and dense widths in two lists):
 * ``d = layers + lambda * skips`` with ``lambda = kernel_lambda`` (0.3.7's
   ``Constant.KERNEL_LAMBDA = 1.0``).
 
-:func:`distance_matrix` computes all pairs at once in numpy (the dynamic programme row by row
-over every pair, the matching by enumerating the permutations of the small padded cost
-matrices of each pair); :func:`edit_distance` is the one-pair reference written as the paper
-and the old code do, with scipy's assignment, and the tests hold the two equal.
+:func:`distance_matrix` computes all pairs at once, once per pair of distinct layer lists and
+of distinct skip sets: the dynamic programme row by row over every pair (numpy for a few
+thousand pairs, XLA beyond), the matching with shared connections paired first, then a
+dynamic programme over subsets for up to 4 remaining connections, scipy's assignment beyond
+(:func:`_skips_pairs`); :func:`edit_distance` is the one-pair reference written as the paper
+and the old code do, and the tests hold the two equal. Written by hand (no library computes
+a batch of small assignments or edit distances) and measured by ``benchmarks/morphism_bo.py``.
 
 **The kernel.** ``exp(-d^2)`` of an edit distance need not be positive definite. The paper
 makes it so with Bourgain's embedding: anchor sets ``S_c`` of the training architectures
