@@ -303,8 +303,9 @@ def test_cosine_restarts_is_the_official_schedule():
 def toy_search(fake_fmnist_dir):
     config = toy_config(fake_fmnist_dir)
     searcher = enas.build(config, num_classes=10, steps_per_epoch=3)
-    images = jnp.asarray(np.random.default_rng(0).normal(size=(8, 28, 28, 1)), jnp.float32)
-    batch = {"image": images, "label": jnp.arange(8) % 10}
+    # the shapes of the search's batches (enas_tiny: 16 Fashion-MNIST images)
+    images = jnp.asarray(np.random.default_rng(0).normal(size=(16, 28, 28, 1)), jnp.float32)
+    batch = {"image": images, "label": jnp.arange(16, dtype=jnp.int32) % 10}
     state = searcher.init(jax.random.PRNGKey(0), images[:2])
     return searcher, state, batch
 
@@ -346,7 +347,14 @@ def test_controller_step_rewards_and_update(toy_search):
         "image": jnp.stack([batch["image"]] * a, 1),
         "label": jnp.stack([batch["label"]] * a, 1),
     }
-    new, m, archs, accs = jax.jit(searcher.controller_step)(state, stack)
+    # compiled as the host loop compiles it (the persistent cache then serves the search of
+    # test_search_end_to_end), on a copy of the state (the step donates it)
+    from jnas.runner import use_runtime
+    from jnas.runner.parallel import Parallel
+
+    with use_runtime(toy_config(".")) as (_, runtime):
+        step = Parallel("none", xla_options=runtime.xla_options).compile(searcher.controller_step)
+    new, m, archs, accs = step(jax.tree.map(jnp.copy, state), stack)
     assert archs.shape == (a, searcher.spec.length) and accs.shape == (a,)
     sums_fn = jax.jit(searcher.accuracy_sums)
     for arch, acc in zip(archs, accs):  # the reward: the child's accuracy on its minibatch
