@@ -314,12 +314,12 @@ class EnasMicroSpace(SharedWeightSpace):
             for b in range(self.num_nodes):
                 for j in range(len(BRANCHES)):
                     inp, op = int(seq[4 * b + 2 * j]), int(seq[4 * b + 2 * j + 1])
-                    key, row = _param_key(ENAS_MICRO_OPS[op], t == "reduce", inp)
-                    at = (b, j, row)
-                    if key in p:
-                        cp[f"op{2 * b + j}"] = jax.tree.map(lambda a, at=at: a[at], p[key])
-                    if key in s:
-                        cs[f"op{2 * b + j}"] = jax.tree.map(lambda a, at=at: a[at], s[key])
+                    key, at = ENAS_MICRO_OPS[op], (b, j, inp)
+                    # The op has variables on this input where its stacks have the row (a
+                    # skip connection only on a reduction cell's inputs 0 and 1).
+                    for tree, out in ((p, cp), (s, cs)):
+                        if key in tree and inp < jax.tree.leaves(tree[key])[0].shape[2]:
+                            out[f"op{2 * b + j}"] = jax.tree.map(lambda a, at=at: a[at], tree[key])
             out_p[f"cell_{i}"], out_s[f"cell_{i}"] = cp, cs
             produced.append(concat[t])
         cls = params["classifier"]
@@ -342,18 +342,6 @@ def _to_dict(tree) -> dict:
     if hasattr(tree, "items"):
         return {k: _to_dict(v) for k, v in tree.items()}
     return tree
-
-
-def _param_key(op: str, reduction: bool, inp: int) -> tuple[str, int]:
-    """The supergraph's variable name of ``op`` read from input ``inp``, and its row.
-
-    In a normal cell one stack per op covers every input (row = input). In a reduction cell
-    the ops on the two cell inputs stride 2 (``<op>_stride2``, row = input 0 or 1) and those
-    on nodes do not (``<op>``, row = input - 2).
-    """
-    if reduction and inp < 2:
-        return f"{op}_stride2", inp
-    return op, inp - 2 if reduction else inp
 
 
 def _rows(kernel, concat, num_nodes: int, axis: int):
@@ -437,12 +425,12 @@ class _SupergraphCell(nn.Module):
     fixed-shape, zero-masked concat of all nodes.
 
     Variables (besides ``preprocess0`` / ``preprocess1``): per op that has any, ``<op>``
-    and, in a reduction cell, ``<op>_stride2``, in ``params`` and ``batch_stats``: the op
-    module's variables with leading axes ``[num_nodes, 2 (branch a, b), rows]``. A row is
-    the input the branch reads: normal cell, ``<op>``: row = input (``0..num_nodes``; node
-    ``b`` uses rows ``0..b+1``); reduction cell, ``<op>_stride2``: row = input 0 or 1 (the
-    op strides 2), ``<op>``: row = input - 2 (an earlier node, stride 1). So node ``b``,
-    branch ``j`` of the child uses ``variables[<op>][b, j, row]``.
+    in ``params`` and ``batch_stats``: the op module's variables with leading axes
+    ``[num_nodes, 2 (branch a, b), rows]``, a row per input the branch can read (``0 ..
+    num_nodes``; node ``b`` uses rows ``0..b+1``). Node ``b``, branch ``j`` of a child that
+    reads input ``i`` with op ``o`` uses ``variables[o][b, j, i]``. In a reduction cell the
+    ops on rows 0 and 1 (the cell inputs) stride 2, those on the nodes do not; the skip
+    connection has variables (a factorized reduction) on rows 0 and 1 only (``rows = 2``).
     """
 
     features: int
@@ -468,32 +456,51 @@ class _SupergraphCell(nn.Module):
             else (*s1.shape[:3], c),
             s1.dtype,
         )
-        # The groups of candidate inputs: (suffix, first state, rows, stride, input shape, read
-        # from the buffer of states rather than the cell inputs).
+        # The groups of candidate inputs: (first state, stride, input shape, read from the
+        # buffer of states rather than from the cell inputs).
         if self.reduction:
-            groups = [("_stride2", 0, 2, 2, s1, False)]
-            if n_nodes > 1:
-                groups.append(("", 2, n_nodes - 1, 1, node_like, True))
+            groups = [(0, 2, s1, False)] + ([(2, 1, node_like, True)] if n_nodes > 1 else [])
         else:
-            groups = [("", 0, n_nodes + 1, 1, s1, True)]
-        lead = (n_nodes, len(BRANCHES))
-        branches, params, stats = [], {}, {}
-        for suffix, first, rows, stride, like, from_buf in groups:
-            like = jax.ShapeDtypeStruct(like.shape, like.dtype)
-            for name in ENAS_MICRO_OPS:
-                key = name + suffix
-                module = make_op(name, c, stride, affine=True, bn_axis_name=axis).clone(parent=None)
-                collections = _op_collections(module, like)
-                shape = (*lead, rows)
-                if "params" in collections:
-                    params[key] = self.param(key, _stacked_params(module, like, shape))
-                if "batch_stats" in collections:
-                    stats[key] = self.variable(
-                        "batch_stats", key, _stacked_stats(module, like, shape)
+            groups = [(0, 1, s1, True)]
+        branches, params, stats = [[] for _ in groups], {}, {}
+        for name in ENAS_MICRO_OPS:
+            modules = [
+                make_op(name, c, stride, affine=True, bn_axis_name=axis).clone(parent=None)
+                for _, stride, _, _ in groups
+            ]
+            likes = [jax.ShapeDtypeStruct(like.shape, like.dtype) for _, _, like, _ in groups]
+            for collection, store in (("params", params), ("batch_stats", stats)):
+                owners = [
+                    (g, m, like)
+                    for g, m, like in zip(groups, modules, likes, strict=True)
+                    if collection in _op_shapes(m, like)
+                ]
+                if not owners:
+                    continue
+                # One stack per op, a row per input it can read (all of them, or a reduction
+                # cell's inputs 0, 1 only, for the skip connection's factorized reduction);
+                # its stride-2 rows (cell inputs) and stride-1 rows (nodes) have one shape.
+                trees = {str(_op_shapes(m, like)[collection]) for _, m, like in owners}
+                if len(trees) != 1:
+                    raise AssertionError(f"{name}: variables differ by stride: {trees}")
+                rows = max(n_nodes + 1 if g[3] else 2 for g, _, _ in owners)
+                _, module, like = owners[-1]  # the stride-1 module where there is one
+                shape = (n_nodes, len(BRANCHES), rows)
+                if collection == "params":
+                    store[name] = self.param(name, _stacked_params(module, like, shape))
+                else:
+                    store[name] = self.variable(
+                        "batch_stats", name, _stacked_stats(module, like, shape)
                     )
-                branches.append(
-                    _branch_fn(module, key, first, from_buf, key in params, key in stats, train)
+            for g, ((first, _, _, from_buf), module) in enumerate(
+                zip(groups, modules, strict=True)
+            ):
+                branch = _branch_fn(
+                    module, name, first, from_buf, name in params, name in stats, train
                 )
+                branches[g].append(branch)
+        # Branch g * len(ops) + k: op k on the inputs of group g (see `_nodes`).
+        branches = [b for group in branches for b in group]
         if self.is_initializing():
             # Only the variables matter here: no op runs (a smaller program to trace).
             nodes = jnp.zeros((n_nodes, *node_like.shape), node_like.dtype)
@@ -547,12 +554,12 @@ class _SupergraphCell(nn.Module):
 
 
 @functools.lru_cache(maxsize=1024)
-def _op_collections(module: nn.Module, like: jax.ShapeDtypeStruct) -> frozenset:
-    """The variable collections ``module`` has when applied to ``like``-shaped inputs."""
+def _op_shapes(module: nn.Module, like: jax.ShapeDtypeStruct) -> dict:
+    """``module``'s variables (shapes) when applied to ``like``-shaped inputs, by collection."""
     variables = jax.eval_shape(
         lambda k: module.init(k, jnp.zeros(like.shape, like.dtype), True), jax.random.key(0)
     )
-    return frozenset(variables)
+    return _to_dict(variables)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -576,7 +583,10 @@ def _stacked_init_fn(module: nn.Module, like: jax.ShapeDtypeStruct, shape: tuple
 
 
 def _stacked_params(module: nn.Module, like, shape: tuple[int, ...]):
-    """The initializer of the stacked parameters (:func:`_stacked_init_fn`)."""
+    """The initializer of the stacked parameters (:func:`_stacked_init_fn`). The ops'
+    parameters do not depend on the input's batch or spatial size: the program is shared by
+    the cells of one channel count (its input: an 8x8 map of that many channels)."""
+    like = jax.ShapeDtypeStruct((1, 8, 8, like.shape[-1]), like.dtype)
     return lambda key: _stacked_init_fn(module, like, shape)(key)
 
 
@@ -600,17 +610,19 @@ def _stacked_stats(module: nn.Module, like, shape: tuple[int, ...]):
 
 
 def _branch_fn(module, key, first, from_buf, has_params, has_stats, train):
-    """The ``lax.switch`` branch of one op (of a group whose rows are the states ``first,
-    first + 1, ...``): ``(inputs, buf, inp, params, stats) -> (y, stats)``: its input, row
-    ``inp - first`` of ``buf`` (``from_buf``) or of ``inputs``, picked with the traced
-    ``inp``; its variables that row; its running averages updated in that row when
-    ``train``. ``inputs`` stacks the two cell inputs, ``buf`` the states a normal cell's
-    branch reads (inputs, then nodes) or a reduction cell's nodes.
+    """The ``lax.switch`` branch of one op on a group of inputs (the states ``first, first +
+    1, ...``): ``(inputs, buf, inp, params, stats) -> (y, stats)``. Its input is row ``inp -
+    first`` of ``buf`` (``from_buf``) or of ``inputs``, picked with the traced ``inp``; its
+    variables are the row ``inp`` of the op's stacks, whose running averages it updates in
+    that row when ``train``. ``inputs`` stacks the two cell inputs, ``buf`` the states a
+    normal cell's branch reads (inputs, then nodes) or a reduction cell's nodes.
     """
 
     def branch(inputs, buf, inp, params, stats):
-        row = inp - first
-        x = jax.lax.dynamic_index_in_dim(buf if from_buf else inputs, row, 0, keepdims=False)
+        row = inp
+        x = jax.lax.dynamic_index_in_dim(
+            buf if from_buf else inputs, inp - first, 0, keepdims=False
+        )
         variables = {}
         if has_params:
             variables["params"] = jax.tree.map(lambda a: a[row], params[key])

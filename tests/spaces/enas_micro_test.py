@@ -327,7 +327,7 @@ def test_a_child_of_the_shared_weights_equals_its_standalone_network(supergraph)
 
 
 def _used_slices(arch):
-    """(cell, op variable name, node, branch, row) of every op with parameters the child
+    """(cell, op, node, branch, input) of every op with parameters that the child
     ``arch`` runs in the tiny supergraph (cells 0 normal, 1 and 2 reduction)."""
     out = set()
     for cell, t in ((0, "normal"), (1, "reduce"), (2, "reduce")):
@@ -338,11 +338,7 @@ def _used_slices(arch):
             )
             if not has_params:
                 continue
-            if t == "reduce":
-                name, row = (f"{op}_stride2", i) if i < 2 else (op, i - 2)
-            else:
-                name, row = op, i
-            out.add((cell, name, k // 2, k % 2, row))
+            out.add((cell, op, k // 2, k % 2, i))
     return out
 
 
