@@ -4,7 +4,8 @@
   strategy's kind (:func:`jnas.strategies.base.kind_of`): ``"gradient"`` strategies in
   :func:`jnas.runner.search.search`, ``"discrete"`` ones in
   :func:`jnas.runner.discrete.search`, ``"shared"`` ones (ENAS) in
-  :func:`jnas.runner.enas.search`. :func:`jnas.runner.train.train` retrains a genotype.
+  :func:`jnas.runner.enas.search`, ``"morphism"`` ones (Auto-Keras) in
+  :func:`jnas.runner.morphism.search`. :func:`jnas.runner.train.train` retrains a genotype.
 * :func:`runtime_config` fills a config's ``runtime`` section (the switches of
   :mod:`jnas.ops.settings`: native kernels, XLA options) with its defaults, and
   :func:`use_runtime` puts it in force for a run and records what it resolved to.
