@@ -33,7 +33,7 @@ forces ``is_training = True`` whenever the architecture is searched), with runni
 statistics for the macro space (``general_child.py build_valid_rl``: ``is_training=False``):
 ``search.reward_train_mode``.
 
-Derivation (:meth:`EnasSearch.derive` via the host loop): ``search.derive_samples``
+Derivation (the host loop, with :meth:`EnasSearch.derive_keys`): ``search.derive_samples``
 architectures sampled from the final controller, each scored with the shared weights on the
 same ``search.derive_batches`` validation minibatches; the best is the result (the paper:
 "we sample several models from the trained policy, compute their rewards on a single
