@@ -487,10 +487,14 @@ class _SupergraphCell(nn.Module):
                 _, module, like = owners[-1]  # the stride-1 module where there is one
                 shape = (n_nodes, len(BRANCHES), rows)
                 if collection == "params":
-                    store[name] = self.param(name, _stacked_params(module, like, shape))
-                else:
+                    store[name] = self.param(name, _stacked_init(module, like, shape, collection))
+                else:  # the same program; its running averages do not depend on the key
                     store[name] = self.variable(
-                        "batch_stats", name, _stacked_stats(module, like, shape)
+                        collection,
+                        name,
+                        lambda m=module, like=like, shape=shape, c=collection: _stacked_init(
+                            m, like, shape, c
+                        )(self.make_rng("params")),
                     )
             for g, ((first, _, _, from_buf), module) in enumerate(
                 zip(groups, modules, strict=True)
@@ -564,17 +568,17 @@ def _op_shapes(module: nn.Module, like: jax.ShapeDtypeStruct) -> dict:
 
 @functools.lru_cache(maxsize=1024)
 def _stacked_init_fn(module: nn.Module, like: jax.ShapeDtypeStruct, shape: tuple[int, ...]):
-    """``key ->`` ``prod(shape)`` independent initialisations of ``module``'s parameters
-    (its own initializers) stacked to leading axes ``shape``: one program per op, input
-    shape and stack shape, compiled once (``lazy_init``: the op's forward is not in it).
+    """``key ->`` ``prod(shape)`` independent initialisations of ``module``'s variables (its
+    own initializers), stacked to leading axes ``shape``: one program per op, input shape
+    and stack shape, compiled once (``lazy_init``: the op's forward is not in it).
 
     Under an un-jitted ``lazy_init`` of the supergraph (as jnas initialises its supernets)
-    the initialisation then compiles a few dozen small programs; eager per-row calls, or a
-    vmap outside ``jit``, compiled one program per array shape (hundreds)."""
+    the stacks then cost a few small programs; eager per-row calls, or a vmap outside
+    ``jit``, compiled one program per array shape (hundreds)."""
     n = int(np.prod(shape))
 
     def init(key):
-        rows = jax.vmap(lambda k: _to_dict(module.lazy_init(k, like, True)["params"]))(
+        rows = jax.vmap(lambda k: _to_dict(module.lazy_init(k, like, True)))(
             jax.random.split(key, n)
         )
         return jax.tree.map(lambda a: a.reshape(*shape, *a.shape[1:]), rows)
@@ -582,31 +586,12 @@ def _stacked_init_fn(module: nn.Module, like: jax.ShapeDtypeStruct, shape: tuple
     return jax.jit(init)
 
 
-def _stacked_params(module: nn.Module, like, shape: tuple[int, ...]):
-    """The initializer of the stacked parameters (:func:`_stacked_init_fn`). The ops'
-    parameters do not depend on the input's batch or spatial size: the program is shared by
-    the cells of one channel count (its input: an 8x8 map of that many channels)."""
+def _stacked_init(module: nn.Module, like, shape: tuple[int, ...], collection: str):
+    """The initializer of the stacked ``collection`` (:func:`_stacked_init_fn`). The ops'
+    variables do not depend on the input's batch or spatial size: one program serves the
+    cells of one channel count (its input: an 8x8 map of that many channels)."""
     like = jax.ShapeDtypeStruct((1, 8, 8, like.shape[-1]), like.dtype)
-    return lambda key: _stacked_init_fn(module, like, shape)(key)
-
-
-@functools.lru_cache(maxsize=1024)
-def _initial_stats(module: nn.Module, like: jax.ShapeDtypeStruct) -> dict:
-    """``module``'s initial running averages (host arrays)."""
-    with jax.ensure_compile_time_eval():  # concrete values, also inside a traced init
-        stats = module.lazy_init(jax.random.key(0), like, True)["batch_stats"]
-        return jax.tree.map(np.asarray, _to_dict(stats))
-
-
-def _stacked_stats(module: nn.Module, like, shape: tuple[int, ...]):
-    """The initial running averages of ``module``, repeated to leading axes ``shape``
-    (built on the host: no program to compile per shape)."""
-
-    def init():
-        one = _initial_stats(module, like)
-        return jax.tree.map(lambda a: jnp.asarray(np.broadcast_to(a, (*shape, *a.shape))), one)
-
-    return init
+    return lambda key: _stacked_init_fn(module, like, shape)(key)[collection]
 
 
 def _branch_fn(module, key, first, from_buf, has_params, has_stats, train):

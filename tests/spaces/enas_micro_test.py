@@ -231,44 +231,8 @@ def test_pictures_of_a_decoded_cell(tmp_path):
 # -- the supergraph -------------------------------------------------------------------------
 
 
-TINY = EnasMicroSpace(num_nodes=3, C=4, layers=3, scan_cells=False)
+TINY = EnasMicroSpace(num_nodes=3, C=4, layers=3, scan_cells=False)  # cells: normal, 2 reduce
 IMAGES = jax.random.normal(jax.random.key(7), (4, 8, 8, 3))
-
-
-@pytest.fixture(scope="module")
-def supergraph():
-    model = TINY.supergraph(num_classes=5)
-    arch = jax.ShapeDtypeStruct((TINY.spec.length,), jnp.int32)
-    images = jax.ShapeDtypeStruct(IMAGES.shape, IMAGES.dtype)
-    variables = model.lazy_init(jax.random.key(0, impl="rbg"), images, arch, train=True)
-    variables = jax.device_put(variables, jax.devices()[0])  # committed, as step's outputs
-    traces = []
-
-    def step(variables, images, arch):
-        """Inference logits, train-mode logits and running averages, and the gradient of
-        the train-mode loss: one compiled program for every architecture."""
-        traces.append(1)
-        logits = model.apply(variables, images, arch, train=False)
-
-        def loss(params):
-            out, new = model.apply(
-                {"params": params, "batch_stats": variables["batch_stats"]},
-                images,
-                arch,
-                train=True,
-                mutable=["batch_stats"],
-            )
-            return jnp.sum(out**2), (out, new["batch_stats"])
-
-        grads, (train_logits, stats) = jax.grad(loss, has_aux=True)(variables["params"])
-        return logits, train_logits, stats, grads
-
-    # Running averages that are not the initial ones (so that inference mode tests them).
-    _, _, stats, _ = (f := jax.jit(step))(variables, IMAGES, jnp.asarray(TINY.encode(G1)))
-    variables = {"params": variables["params"], "batch_stats": stats}
-    return model, variables, f, traces
-
-
 # A child of the tiny space whose normal cell reads every node but the last, and whose
 # reduction cell leaves two nodes unread.
 G1 = Genotype(
@@ -293,88 +257,123 @@ G1 = Genotype(
 )
 
 
+@pytest.fixture(scope="module")
+def supergraph():
+    """The tiny supergraph, its variables, and one jit-compiled step taking the
+    architecture as a traced argument: train-mode logits (batch statistics, as the official
+    search), the updated running averages, and the gradient of a loss with respect to the
+    last cell's parameters (the backward pass stops there: a cheaper program)."""
+    model = TINY.supergraph(num_classes=5)
+    arch = jnp.zeros((TINY.spec.length,), jnp.int32)
+    # A jit-compiled init (its ops do not run: only the variables' initializers) compiles
+    # in about half the time of the un-jitted lazy_init here.
+    init = jax.jit(lambda key: model.init(key, IMAGES, arch, train=True))
+    variables = init(jax.random.key(0, impl="rbg"))
+    traces = []
+
+    def step(variables, images, arch):
+        traces.append(1)  # runs once per trace
+        params = dict(variables["params"])
+
+        def loss(last):
+            out, new = model.apply(
+                {"params": {**params, "cell_2": last}, "batch_stats": variables["batch_stats"]},
+                images,
+                arch,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return jnp.sum(out**2), (out, new["batch_stats"])
+
+        grads, (logits, stats) = jax.grad(loss, has_aux=True)(params["cell_2"])
+        return logits, stats, grads
+
+    return model, variables, jax.jit(step), traces
+
+
 def test_a_child_of_the_shared_weights_equals_its_standalone_network(supergraph):
-    model, variables, step, traces = supergraph
-    archs = [*_random_archs(TINY, 2, seed=1), TINY.encode(G1)]
-    concats = {(TINY.decode(a).normal_concat, TINY.decode(a).reduce_concat) for a in archs}
-    assert len(concats) == 3  # three ways of concatenating
+    _, variables, step, traces = supergraph
+    archs = [_random_archs(TINY, 1, seed=1)[0], TINY.encode(G1)]
+    concats = [(TINY.decode(a).normal_concat, TINY.decode(a).reduce_concat) for a in archs]
+    assert concats[0] != concats[1] and concats[0][0] != concats[0][1]  # varied concats
     for a in archs:
-        logits, train_logits, _, _ = step(variables, IMAGES, jnp.asarray(a))
+        logits, stats, _ = step(variables, IMAGES, jnp.asarray(a))
         net = TINY.network(a, num_classes=5)
         net_vars = TINY.supergraph_variables_to_network(a, variables)
         shapes = jax.tree.map(lambda v: v.shape, abstract_variables(net, (8, 8, 3)))
         assert jax.tree.map(lambda v: v.shape, net_vars) == shapes  # every variable, no other
-        ref, _ = jax.jit(lambda v, x, n=net: n.apply(v, x, train=False))(net_vars, IMAGES)
+        # Train mode (batch statistics) on one batch: the same logits, and the running
+        # averages the child updates are the child's rows of the supergraph's.
+        (ref, _), ref_stats = jax.jit(
+            lambda v, x, n=net: n.apply(v, x, train=True, mutable=["batch_stats"])
+        )(net_vars, IMAGES)
         np.testing.assert_allclose(logits, ref, rtol=1e-5, atol=1e-5)
         assert float(jnp.std(ref)) > 1e-3  # not a trivially equal output
-    # Train mode (batch statistics) on the same batch, for the last one, and the running
-    # averages it updates (the child's rows of the supergraph's).
-    (ref_train, _), ref_stats = jax.jit(
-        lambda v, x: net.apply(v, x, train=True, mutable=["batch_stats"])
-    )(net_vars, IMAGES)
-    np.testing.assert_allclose(train_logits, ref_train, rtol=1e-5, atol=1e-5)
-    _, _, stats, _ = step(variables, IMAGES, jnp.asarray(archs[-1]))
-    mapped = TINY.supergraph_variables_to_network(
-        archs[-1], {"params": variables["params"], "batch_stats": stats}
-    )
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-        mapped["batch_stats"],
-        ref_stats["batch_stats"],
-    )
-    # One trace and one compiled program for all the architectures (the fixture's included).
+        mapped = TINY.supergraph_variables_to_network(
+            a, {"params": variables["params"], "batch_stats": stats}
+        )
+        jax.tree.map(
+            lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6),
+            mapped["batch_stats"],
+            ref_stats["batch_stats"],
+        )
+    # One trace and one compiled program for all the architectures.
     assert len(traces) == 1 and step._cache_size() == 1
 
 
-def _used_slices(arch):
-    """(cell, op, node, branch, input) of every op with parameters that the child
-    ``arch`` runs in the tiny supergraph (cells 0 normal, 1 and 2 reduction)."""
+@pytest.mark.slow
+def test_a_child_equals_its_standalone_network_in_inference_mode(supergraph):
+    model, variables, step, _ = supergraph
+    # Running averages that are not the initial ones (one train-mode step's).
+    _, stats, _ = step(variables, IMAGES, jnp.asarray(TINY.encode(G1)))
+    variables = {"params": variables["params"], "batch_stats": stats}
+    infer = jax.jit(lambda v, x, a: model.apply(v, x, a, train=False))
+    for a in [*_random_archs(TINY, 2, seed=2), TINY.encode(G1)]:
+        net = TINY.network(a, num_classes=5)
+        net_vars = TINY.supergraph_variables_to_network(a, variables)
+        ref, _ = jax.jit(lambda v, x, n=net: n.apply(v, x, train=False))(net_vars, IMAGES)
+        np.testing.assert_allclose(infer(variables, IMAGES, a), ref, rtol=1e-5, atol=1e-5)
+    assert infer._cache_size() == 1
+
+
+def _used_slices(arch, cell_type="reduce"):
+    """(op, node, branch, input) of every op with parameters that the child ``arch`` runs
+    in a cell of ``cell_type``: the slices ``params[op][node, branch, input]`` it uses."""
     out = set()
-    for cell, t in ((0, "normal"), (1, "reduce"), (2, "reduce")):
-        edges = getattr(TINY.decode(arch), t)
-        for k, (op, i) in enumerate(edges):
-            has_params = op.startswith("sep_conv") or (
-                op == "skip_connect" and t == "reduce" and i < 2
-            )
-            if not has_params:
-                continue
-            out.add((cell, op, k // 2, k % 2, i))
+    for k, (op, i) in enumerate(getattr(TINY.decode(arch), cell_type)):
+        stride2 = cell_type == "reduce" and i < 2
+        if op.startswith("sep_conv") or (op == "skip_connect" and stride2):
+            out.add((op, k // 2, k % 2, i))
     return out
 
 
 def _nonzero_slices(grads):
     out = set()
-    for cell in range(3):
-        for name, tree in grads[f"cell_{cell}"].items():
-            if name.startswith("preprocess"):
-                continue
-            norms = sum(
-                np.abs(np.asarray(g)).sum(axis=tuple(range(3, g.ndim)))
-                for g in jax.tree.leaves(tree)
-            )
-            out |= {(cell, name, *map(int, idx)) for idx in zip(*np.nonzero(norms))}
+    for name, tree in grads.items():
+        if name.startswith("preprocess"):
+            continue
+        leaves = jax.tree.leaves(tree)
+        norms = sum(np.abs(np.asarray(g)).sum(axis=tuple(range(3, g.ndim))) for g in leaves)
+        out |= {(name, *map(int, idx)) for idx in zip(*np.nonzero(norms), strict=True)}
     return out
 
 
 def test_architectures_sharing_an_op_update_the_same_parameters(supergraph):
     _, variables, step, traces = supergraph
-    g1 = G1
-    # g2 keeps g1's normal node 0 (both branches) and its reduction cell, and changes the op
-    # of every other normal edge.
-    other = {"sep_conv_3x3": "sep_conv_5x5", "sep_conv_5x5": "max_pool_3x3"}
-    normal = list(g1.normal[:2]) + [(other.get(op, "sep_conv_3x3"), i) for op, i in g1.normal[2:]]
-    g2 = Genotype(normal, unused_nodes(normal, 3), g1.reduce, g1.reduce_concat)
+    # g2 keeps g1's reduction node 0 (both branches) and changes the op of every other
+    # reduction edge (the gradient is taken for the last cell, a reduction cell).
+    other = {"sep_conv_3x3": "sep_conv_5x5", "skip_connect": "sep_conv_3x3"}
+    reduce = list(G1.reduce[:2]) + [(other.get(op, "sep_conv_5x5"), i) for op, i in G1.reduce[2:]]
+    g2 = Genotype(G1.normal, G1.normal_concat, reduce, unused_nodes(reduce, 3))
     slices = []
-    for g in (g1, g2):
-        _, _, _, grads = step(variables, IMAGES, jnp.asarray(TINY.encode(g)))
+    for g in (G1, g2):
+        _, _, grads = step(variables, IMAGES, jnp.asarray(TINY.encode(g)))
         used = _used_slices(TINY.encode(g))
-        # Exactly the child's ops get a gradient: every other op (and row) gets zero.
+        # Exactly the child's ops get a gradient: every other op, and row, gets zero.
         assert _nonzero_slices(grads) == used
         slices.append(used)
-    shared = slices[0] & slices[1]
-    assert shared and shared != slices[0] | slices[1]
-    # Shared: normal node 0's two convs (inputs 1 and 0) and the whole reduction cells.
-    expected = {(0, "sep_conv_3x3", 0, 0, 1), (0, "sep_conv_5x5", 0, 1, 0)}
-    expected |= {s for s in slices[0] if s[0] > 0}
-    assert shared == expected
+    # Shared: node 0's 5x5 conv on input 0 and skip connection (a factorized reduction) on
+    # input 1, the same parameter rows for both children.
+    assert slices[0] & slices[1] == {("sep_conv_5x5", 0, 0, 0), ("skip_connect", 0, 1, 1)}
+    assert slices[0] != slices[1]
     assert len(traces) == 1
