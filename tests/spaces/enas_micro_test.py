@@ -12,7 +12,7 @@ import pytest
 
 from jnas.spaces import discrete
 from jnas.spaces.base import SPACES, make_space
-from jnas.spaces.cells import abstract_variables
+from jnas.spaces.cells import abstract_variables, build_network
 from jnas.spaces.discrete import (
     ArchitectureRangeError,
     ArchitectureSyntaxError,
@@ -211,6 +211,15 @@ def test_a_found_cell_retrains_as_experiments_train_builds_it():
 
     net = space.network(arch, num_classes=10, fidelity=Fidelity(width=0.3))
     assert (net.C, net.layers, net.genotype) == (6, 8, g)
+    # The same variables as the retraining network's, the logits alone as the output.
+    net = EnasMicroSpace(C=4, layers=3).network(arch, num_classes=10)
+    variables = abstract_variables(net, (16, 16, 3))
+    retrain = build_network("cifar", g, C=4, layers=3, num_classes=10, auxiliary=False)
+    assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+        jnp.shape, abstract_variables(retrain, (16, 16, 3))
+    )
+    out = jax.eval_shape(lambda v: net.apply(v, jnp.zeros((2, 16, 16, 3))), variables)
+    assert out.shape == (2, 10)
 
 
 def test_pictures_of_a_decoded_cell(tmp_path):
@@ -304,7 +313,7 @@ def test_a_child_of_the_shared_weights_equals_its_standalone_network(supergraph)
         assert jax.tree.map(lambda v: v.shape, net_vars) == shapes  # every variable, no other
         # Train mode (batch statistics) on one batch: the same logits, and the running
         # averages the child updates are the child's rows of the supergraph's.
-        (ref, _), ref_stats = jax.jit(
+        ref, ref_stats = jax.jit(
             lambda v, x, n=net: n.apply(v, x, train=True, mutable=["batch_stats"])
         )(net_vars, IMAGES)
         np.testing.assert_allclose(logits, ref, rtol=1e-5, atol=1e-5)
@@ -331,7 +340,7 @@ def test_a_child_equals_its_standalone_network_in_inference_mode(supergraph):
     for a in [*_random_archs(TINY, 2, seed=2), TINY.encode(G1)]:
         net = TINY.network(a, num_classes=5)
         net_vars = TINY.supergraph_variables_to_network(a, variables)
-        ref, _ = jax.jit(lambda v, x, n=net: n.apply(v, x, train=False))(net_vars, IMAGES)
+        ref = jax.jit(lambda v, x, n=net: n.apply(v, x))(net_vars, IMAGES)  # inference
         np.testing.assert_allclose(infer(variables, IMAGES, a), ref, rtol=1e-5, atol=1e-5)
     assert infer._cache_size() == 1
 
