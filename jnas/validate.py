@@ -494,6 +494,10 @@ def _check_train(config, problems: _Problems, *, genotype_given: bool, data_give
             problems.add("genotype", "missing: a published name, a Genotype(...) text or a file")
         elif not isinstance(g, str):
             problems.add("genotype", f"{clip(g)} is not a name, text or path (a string)")
+        elif config.get("space"):  # a space's own architecture (e.g. an ENAS macro network)
+            from jnas.runner.train import space_architecture
+
+            problems.hook("genotype", lambda text: space_architecture(config, text), g)
         else:
             problems.hook("genotype", get_genotype, g)
 
