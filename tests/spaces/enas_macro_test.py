@@ -144,6 +144,7 @@ def test_fidelity_width_scales_the_filters_to_an_even_count():
     assert space.network(arch, num_classes=3) == space.network(space.decode(arch), num_classes=3)
 
 
+@pytest.mark.slow  # 8 s cold: the generic child training, tested for every space elsewhere
 def test_train_child_trains_the_standalone_network():
     # The generic child training (jnas.spaces.child) trains network(arch) at the fidelity's
     # width: on images whose class is their brightness it reaches 100 % (chance: ~50 %).
@@ -322,6 +323,7 @@ def test_shared_child_equals_the_standalone_network_without_recompiling():
     assert not np.allclose(outputs[0], outputs[1])  # and the architecture matters
 
 
+@pytest.mark.slow  # 8 s cold; the micro space checks the same in the default suite
 def test_architectures_sharing_an_op_update_the_same_parameters():
     space = EnasMacroSpace(num_layers=2, out_filters=4, num_branches=4)
     sg = space.supergraph(num_classes=3)

@@ -115,6 +115,9 @@ def test_each_edit_preserves_the_function_on_more_random_graphs(seed):
     random_edits_preserve(seed)
 
 
+# 11 s cold; the default suite checks each edit on random graphs, and the runner tests train
+# morphed children
+@pytest.mark.slow
 def test_a_chain_of_tricky_edits_preserves_the_function_and_the_child_trains():
     space = tiny_space()
     graph = parse_graph(TRICKY)

@@ -418,6 +418,9 @@ def _read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+# The toy search through the host loop (14 s cold); tests/runner/enas_runner_test.py runs the
+# real spaces (slow too).
+@pytest.mark.slow
 def test_search_end_to_end(tmp_path, fake_fmnist_dir):
     config = toy_config(fake_fmnist_dir)
     ref = str(tmp_path / "ref")
