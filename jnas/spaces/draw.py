@@ -92,6 +92,50 @@ def _render_dot(source: str, path: str, fmt: str) -> bool:
     return True
 
 
+BACKENDS = ("auto", "graphviz", "matplotlib")
+
+
+def check_backend(backend: str) -> None:
+    """``ValueError`` unless ``backend`` is one of :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
+
+
+def render(source: str, out_dir: str, stem: str, formats, backend: str, fallback) -> list[str]:
+    """Writes the DOT ``source`` to ``<out_dir>/<stem>.dot`` and renders it to
+    ``<stem>.<fmt>`` per format with Graphviz, or, where Graphviz is missing (or
+    ``backend="matplotlib"``), calls ``fallback(paths)`` to draw them with matplotlib.
+
+    Returns:
+      The paths written, the DOT source first.
+
+    Raises:
+      RuntimeError: ``backend="graphviz"`` and Graphviz is not installed.
+    """
+    dot_path = os.path.join(out_dir, f"{stem}.dot")
+    with open(dot_path, "w") as f:
+        f.write(source)
+    paths = [os.path.join(out_dir, f"{stem}.{fmt}") for fmt in formats]
+    done = backend != "matplotlib" and all(
+        _render_dot(source, p, fmt) for p, fmt in zip(paths, formats, strict=True)
+    )
+    if not done:
+        if backend == "graphviz":
+            raise RuntimeError("Graphviz is not available: install `graphviz` (dot)")
+        fallback(paths)
+    return [dot_path, *paths]
+
+
+def save_figure(fig, paths) -> None:
+    """Saves a matplotlib figure to every path (SVG labels kept as text) and closes it."""
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context({"svg.fonttype": "none"}):  # SVG labels stay text (searchable)
+        for path in paths:
+            fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _render_matplotlib(genotype: Genotype, cell: str, paths: list[str]) -> None:
     import matplotlib
 
@@ -156,10 +200,7 @@ def _render_matplotlib(genotype: Genotype, cell: str, paths: list[str]) -> None:
     ys = [p[1] for p in pos.values()]
     ax.set_ylim(min(ys) - 1, max(ys) + 1)
     ax.axis("off")
-    with plt.rc_context({"svg.fonttype": "none"}):  # SVG labels stay text (searchable)
-        for path in paths:
-            fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, paths)
 
 
 def draw_genotype(
@@ -181,25 +222,12 @@ def draw_genotype(
     Returns:
       The paths written.
     """
-    if backend not in ("auto", "graphviz", "matplotlib"):
-        raise ValueError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
+    check_backend(backend)
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for cell in ("normal", "reduce"):
-        source = cell_dot(genotype, cell)
-        dot_path = os.path.join(out_dir, f"{cell}.dot")
-        with open(dot_path, "w") as f:
-            f.write(source)
-        written.append(dot_path)
-        paths = [os.path.join(out_dir, f"{cell}.{fmt}") for fmt in formats]
-        done = backend != "matplotlib" and all(
-            _render_dot(source, p, fmt) for p, fmt in zip(paths, formats)
-        )
-        if not done:
-            if backend == "graphviz":
-                raise RuntimeError("Graphviz is not available: install `graphviz` (dot)")
-            _render_matplotlib(genotype, cell, paths)
-        written += paths
+        fallback = lambda paths, cell=cell: _render_matplotlib(genotype, cell, paths)  # noqa: E731
+        written += render(cell_dot(genotype, cell), out_dir, cell, formats, backend, fallback)
     return written
 
 

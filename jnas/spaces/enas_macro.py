@@ -765,7 +765,7 @@ def _render_macro_matplotlib(arch: MacroArch, paths: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jnas.spaces.draw import _MPL_FILL
+    from jnas.spaces.draw import _MPL_FILL, save_figure
 
     nodes, edges = macro_graph(arch)
     pos = {name: (0.0, -1.2 * k) for k, (name, _, _) in enumerate(nodes)}
@@ -813,10 +813,7 @@ def _render_macro_matplotlib(arch: MacroArch, paths: list[str]) -> None:
     ax.set_aspect("equal")  # arc3 bends in display units: equal units keep `apex` right
     ax.set_ylim(min(ys) - 1, max(ys) + 1)
     ax.axis("off")
-    with plt.rc_context({"svg.fonttype": "none"}):  # SVG labels stay text (searchable)
-        for path in paths:
-            fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, paths)
 
 
 def draw_macro(
@@ -833,23 +830,17 @@ def draw_macro(
     Returns:
       The paths written, the DOT source first.
     """
-    from jnas.spaces.draw import _render_dot
+    from jnas.spaces.draw import check_backend, render
 
-    if backend not in ("auto", "graphviz", "matplotlib"):
-        raise ValueError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
+    check_backend(backend)
     if not isinstance(arch, MacroArch):
         raise TypeError(f"arch must be a MacroArch, got {type(arch).__name__}")
     os.makedirs(out_dir, exist_ok=True)
-    source = macro_dot(arch)
-    dot_path = os.path.join(out_dir, "macro.dot")
-    with open(dot_path, "w") as f:
-        f.write(source)
-    paths = [os.path.join(out_dir, f"macro.{fmt}") for fmt in formats]
-    done = backend != "matplotlib" and all(
-        _render_dot(source, p, fmt) for p, fmt in zip(paths, formats, strict=True)
+    return render(
+        macro_dot(arch),
+        out_dir,
+        "macro",
+        formats,
+        backend,
+        lambda paths: _render_macro_matplotlib(arch, paths),
     )
-    if not done:
-        if backend == "graphviz":
-            raise RuntimeError("Graphviz is not available: install `graphviz` (dot)")
-        _render_macro_matplotlib(arch, paths)
-    return [dot_path, *paths]

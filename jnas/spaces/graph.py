@@ -910,6 +910,8 @@ def _render_graph_matplotlib(graph: Graph, paths: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from jnas.spaces.draw import save_figure
+
     nodes, edges = picture_graph(graph)
     depth = {INPUT: 0}
     for x in graph.layers:
@@ -961,10 +963,7 @@ def _render_graph_matplotlib(graph: Graph, paths: list[str]) -> None:
     ax.set_xlim(min(xs) - 2, max(xs) + 2)
     ax.set_ylim(min(ys) - 1, max(ys) + 1)
     ax.axis("off")
-    with plt.rc_context({"svg.fonttype": "none"}):  # SVG labels stay text (searchable)
-        for path in paths:
-            fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, paths)
 
 
 def draw_graph(
@@ -983,23 +982,17 @@ def draw_graph(
     Returns:
       The paths written, the DOT source first.
     """
-    from jnas.spaces.draw import _render_dot
+    from jnas.spaces.draw import check_backend, render
 
-    if backend not in ("auto", "graphviz", "matplotlib"):
-        raise ValueError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
+    check_backend(backend)
     if not isinstance(graph, Graph):
         raise TypeError(f"graph must be a Graph, got {type(graph).__name__}")
     os.makedirs(out_dir, exist_ok=True)
-    source = graph_dot(graph)
-    dot_path = os.path.join(out_dir, "graph.dot")
-    with open(dot_path, "w") as f:
-        f.write(source)
-    paths = [os.path.join(out_dir, f"graph.{fmt}") for fmt in formats]
-    done = backend != "matplotlib" and all(
-        _render_dot(source, p, fmt) for p, fmt in zip(paths, formats, strict=True)
+    return render(
+        graph_dot(graph),
+        out_dir,
+        "graph",
+        formats,
+        backend,
+        lambda paths: _render_graph_matplotlib(graph, paths),
     )
-    if not done:
-        if backend == "graphviz":
-            raise RuntimeError("Graphviz is not available: install `graphviz` (dot)")
-        _render_graph_matplotlib(graph, paths)
-    return [dot_path, *paths]
