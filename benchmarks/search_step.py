@@ -63,6 +63,27 @@ KEYS = (
 )
 
 
+def _xla_mib(mem) -> float | None:
+    """XLA's buffers of a compiled step (arguments, outputs and temporaries, less what the
+    outputs alias), in MiB; None where the backend does not say."""
+    if mem is None:
+        return None
+    size = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+    return (size - mem.alias_size_in_bytes) / 2**20
+
+
+def _peak_mib() -> float:
+    """The device's peak memory in MiB where it reports one (GPU), else the process's peak
+    RSS (CPU: compilation included)."""
+    import jax
+
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _row(args) -> dict:
     from jnas.runner import use_runtime
     from jnas.strategies.base import kind_of
@@ -108,15 +129,7 @@ def _measure(args, strategy, config, runtime) -> dict:
     state, m = step(state, tb, vb)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t
-    mem = step.memory_analysis()
-    xla_mem = None
-    if mem is not None:
-        xla_mem = (
-            mem.argument_size_in_bytes
-            + mem.output_size_in_bytes
-            + mem.temp_size_in_bytes
-            - mem.alias_size_in_bytes
-        ) / 2**20
+    xla_mem = _xla_mib(step.memory_analysis())
     times = []
     for _ in range(args.steps):
         tb, vb = batch(), batch()
@@ -124,12 +137,7 @@ def _measure(args, strategy, config, runtime) -> dict:
         state, m = step(state, tb, vb)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t)
-    dev = jax.devices()[0]
-    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
-    if stats and "peak_bytes_in_use" in stats:
-        peak = stats["peak_bytes_in_use"] / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mib()
     return {
         "method": args.method,
         "order": args.order,
@@ -218,20 +226,8 @@ def _shared_row(args) -> dict:
             ctrl, cm = update(ctrl, archs, accs, ents)
         jax.block_until_ready(ctrl)
         updates_per_s = (n // 4) / (time.perf_counter() - t)
-    dev = jax.devices()[0]
-    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
-    if stats and "peak_bytes_in_use" in stats:
-        peak = stats["peak_bytes_in_use"] / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    xla_mem = None
-    if mem is not None:
-        xla_mem = (
-            mem.argument_size_in_bytes
-            + mem.output_size_in_bytes
-            + mem.temp_size_in_bytes
-            - mem.alias_size_in_bytes
-        ) / 2**20
+    peak = _peak_mib()
+    xla_mem = _xla_mib(mem)
     return {
         "method": args.method,
         "order": 1,
