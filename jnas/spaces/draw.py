@@ -102,7 +102,8 @@ def check_backend(backend: str) -> None:
 
 
 def render(source: str, out_dir: str, stem: str, formats, backend: str, fallback) -> list[str]:
-    """Writes the DOT ``source`` to ``<out_dir>/<stem>.dot`` and renders it to
+    """Writes the DOT ``source`` to ``<out_dir>/<stem>.dot`` (the directory created if
+    missing) and renders it to
     ``<stem>.<fmt>`` per format with Graphviz, or, where Graphviz is missing (or
     ``backend="matplotlib"``), calls ``fallback(paths)`` to draw them with matplotlib.
 
@@ -110,8 +111,11 @@ def render(source: str, out_dir: str, stem: str, formats, backend: str, fallback
       The paths written, the DOT source first.
 
     Raises:
+      ValueError: an unknown backend.
       RuntimeError: ``backend="graphviz"`` and Graphviz is not installed.
     """
+    check_backend(backend)
+    os.makedirs(out_dir, exist_ok=True)
     dot_path = os.path.join(out_dir, f"{stem}.dot")
     with open(dot_path, "w") as f:
         f.write(source)
@@ -222,8 +226,6 @@ def draw_genotype(
     Returns:
       The paths written.
     """
-    check_backend(backend)
-    os.makedirs(out_dir, exist_ok=True)
     written = []
     for cell in ("normal", "reduce"):
         fallback = lambda paths, cell=cell: _render_matplotlib(genotype, cell, paths)  # noqa: E731

@@ -830,12 +830,10 @@ def draw_macro(
     Returns:
       The paths written, the DOT source first.
     """
-    from jnas.spaces.draw import check_backend, render
+    from jnas.spaces.draw import render
 
-    check_backend(backend)
     if not isinstance(arch, MacroArch):
         raise TypeError(f"arch must be a MacroArch, got {type(arch).__name__}")
-    os.makedirs(out_dir, exist_ok=True)
     return render(
         macro_dot(arch),
         out_dir,

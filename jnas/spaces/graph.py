@@ -60,7 +60,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import heapq
-import os
 import re
 from typing import ClassVar
 
@@ -982,12 +981,10 @@ def draw_graph(
     Returns:
       The paths written, the DOT source first.
     """
-    from jnas.spaces.draw import check_backend, render
+    from jnas.spaces.draw import render
 
-    check_backend(backend)
     if not isinstance(graph, Graph):
         raise TypeError(f"graph must be a Graph, got {type(graph).__name__}")
-    os.makedirs(out_dir, exist_ok=True)
     return render(
         graph_dot(graph),
         out_dir,
