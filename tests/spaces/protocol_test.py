@@ -236,7 +236,6 @@ SPACE_OPTIONS = [
     {"name": "toy_cnn", "widths": (3, 5)},
     {"name": "enas_micro"},
     {"name": "enas_macro"},
-    {"name": "enas_macro", "num_layers": 4, "num_branches": 4},
 ]
 
 

@@ -340,6 +340,9 @@ def test_shared_params_one_op_updates_only_its_weights(toy_search):
     np.testing.assert_allclose(new_k[1], old_k[1] * (1 - lr * 2 * l2 * 1.9), rtol=1e-5)
 
 
+# 16 s cold (the controller step's own program); the default suite checks its parts by hand:
+# the log-probability, the skip penalty, the sequential baseline and the entropy reward.
+@pytest.mark.slow
 def test_controller_step_rewards_and_update(toy_search):
     searcher, state, batch = toy_search
     a = searcher.num_aggregate
