@@ -124,9 +124,10 @@ def published_rows(names: list[str] | None = None) -> list[dict]:
 
     Each row: ``genotype``, ``network`` (``cifar`` or ``imagenet``), ``shape`` (``darts``:
     the DARTS evaluation network; ``paper``: the network that paper itself evaluated, see
-    :data:`jnas.spaces.published.PAPER_NETWORKS`), ``C``, ``layers``, ``params``,
-    ``params_with_aux``, ``madds``, ``paper_params``, ``paper_madds`` (None where the paper
-    gives none) and ``note``.
+    :data:`jnas.spaces.published.PAPER_NETWORKS`; ``enas``: ENAS's final network as its
+    official code builds it, :func:`jnas.spaces.enas_final.official_row`), ``C``, ``layers``,
+    ``params``, ``params_with_aux``, ``madds``, ``paper_params``, ``paper_madds`` (None where
+    the paper gives none) and ``note``.
     """
     from jnas.spaces.published import PAPER_FIGURES, PAPER_NETWORKS, PUBLISHED
 
@@ -163,6 +164,10 @@ def published_rows(names: list[str] | None = None) -> list[dict]:
                         "note": paper_net.note,
                     }
                 )
+            if name == "ENAS" and network == "cifar":  # the network of the official ENAS code
+                from jnas.spaces.enas_final import official_row
+
+                rows.append(official_row(figures.get("cifar_params")))
     return rows
 
 
@@ -180,7 +185,7 @@ def format_table(rows: list[dict]) -> str:
     notes = []
     for r in rows:
         mark = ""
-        if r["note"] and r["shape"] == "paper":
+        if r["note"] and r["shape"] != "darts":
             notes.append(f"[{len(notes) + 1}] {r['genotype']}: {r['note']}")
             mark = f" [{len(notes)}]"
         lines.append(

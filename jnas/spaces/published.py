@@ -388,9 +388,10 @@ PAPER_NETWORKS: dict[str, PaperNetwork] = {
         C=36,
         layers=17,
         note=(
-            "ENAS micro final (cifar10_micro_final.sh): 15 normal + 2 reduction cells, 36 "
-            "filters; the published 4.6M is not reproduced by the cell of the paper's figure "
-            "in either network"
+            "the DARTS network in the size of ENAS's final one (cifar10_micro_final.sh: 15 "
+            "normal + 2 reduction cells, 36 filters); the published 4.6M is not reproduced by "
+            "the cell of the paper's figure in either DARTS network (the 'enas' row builds "
+            "ENAS's own)"
         ),
     ),
 }
