@@ -134,8 +134,8 @@ def test_official_final_network_counts_what_the_official_code_counts():
     # cifar10_micro_final.sh: 15 layers, 36 filters, 32x32 images.
     parts, aux = _counts(EnasFinalNetwork(genotype, auxiliary=True), (32, 32, 3))
     assert (parts, aux) == _reference(normal, reduce, C=36, L=15, hw=32)
-    # The official `Model has N params` (no aux head); the paper's 4.6M is 15 % higher, the
-    # count with the aux head 4.6 % lower.
+    # The official `Model has N params` (no aux head): 15 % below the paper's 4.6M; with
+    # the aux head 4.6 % below.
     assert (sum(parts.values()), aux) == (3_894_372, 494_848)
     assert abs((sum(parts.values()) + aux) / 4.6e6 - 1) < 0.05
 
