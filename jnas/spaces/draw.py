@@ -130,6 +130,19 @@ def render(source: str, out_dir: str, stem: str, formats, backend: str, fallback
     return [dot_path, *paths]
 
 
+def node_box(ax, xy, text: str, fill: str, *, fontsize: int, lw: float = 1.5) -> None:
+    """A node of a matplotlib picture: ``text`` centred at ``xy`` in a rounded box."""
+    ax.text(
+        *xy,
+        text,
+        ha="center",
+        va="center",
+        fontsize=fontsize,
+        fontfamily="serif",
+        bbox=dict(boxstyle="round", fc=fill, ec="black", lw=lw),
+    )
+
+
 def save_figure(fig, paths) -> None:
     """Saves a matplotlib figure to every path (SVG labels kept as text) and closes it."""
     import matplotlib.pyplot as plt
@@ -189,17 +202,7 @@ def _render_matplotlib(genotype: Genotype, cell: str, paths: list[str]) -> None:
                 bbox=dict(fc="white", ec="none", alpha=0.8),
             )
     for name, kind in nodes:
-        x, y = pos[name]
-        ax.text(
-            x,
-            y,
-            name,
-            ha="center",
-            va="center",
-            fontsize=12,
-            fontfamily="serif",
-            bbox=dict(boxstyle="round", fc=_MPL_FILL[kind], ec="black", lw=1.5),
-        )
+        node_box(ax, pos[name], name, _MPL_FILL[kind], fontsize=12)
     ax.set_xlim(-1.5, 3.0 * col[OUTPUT_NAME] + 1.5)
     ys = [p[1] for p in pos.values()]
     ax.set_ylim(min(ys) - 1, max(ys) + 1)

@@ -765,7 +765,7 @@ def _render_macro_matplotlib(arch: MacroArch, paths: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jnas.spaces.draw import _MPL_FILL, save_figure
+    from jnas.spaces.draw import _MPL_FILL, node_box, save_figure
 
     nodes, edges = macro_graph(arch)
     pos = {name: (0.0, -1.2 * k) for k, (name, _, _) in enumerate(nodes)}
@@ -797,17 +797,7 @@ def _render_macro_matplotlib(arch: MacroArch, paths: list[str]) -> None:
             where = (apex + 0.1, (y0 + y1) / 2) if skip else (0.15, (y0 + y1) / 2)
             ax.text(*where, text, fontsize=8, ha="left", va="center")
     for name, text, kind in nodes:
-        x, y = pos[name]
-        ax.text(
-            x,
-            y,
-            text,
-            ha="center",
-            va="center",
-            fontsize=11,
-            fontfamily="serif",
-            bbox=dict(boxstyle="round", fc=_MPL_FILL[kind], ec="black", lw=1.5),
-        )
+        node_box(ax, pos[name], text, _MPL_FILL[kind], fontsize=11)
     ys = [p[1] for p in pos.values()]
     ax.set_xlim(-3.0, max(3.0, reach + 1.5))
     ax.set_aspect("equal")  # arc3 bends in display units: equal units keep `apex` right

@@ -909,7 +909,7 @@ def _render_graph_matplotlib(graph: Graph, paths: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jnas.spaces.draw import save_figure
+    from jnas.spaces.draw import node_box, save_figure
 
     nodes, edges = picture_graph(graph)
     depth = {INPUT: 0}
@@ -947,17 +947,7 @@ def _render_graph_matplotlib(graph: Graph, paths: list[str]) -> None:
             ),
         )
     for name, label, kind in nodes:
-        x, y = pos[name]
-        ax.text(
-            x,
-            y,
-            label,
-            ha="center",
-            va="center",
-            fontsize=9,
-            fontfamily="serif",
-            bbox=dict(boxstyle="round", fc=_KIND_MPL[kind], ec="black", lw=1.2),
-        )
+        node_box(ax, pos[name], label, _KIND_MPL[kind], fontsize=9, lw=1.2)
     xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
     ax.set_xlim(min(xs) - 2, max(xs) + 2)
     ax.set_ylim(min(ys) - 1, max(ys) + 1)
