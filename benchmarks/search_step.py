@@ -84,6 +84,23 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _step_row(args, order, times, compile_s, xla_mem, metrics) -> dict:
+    """The JSON row's keys every method has: step time, compile time, memory, loss."""
+    import jax
+
+    return {
+        "method": args.method,
+        "order": order,
+        "batch": args.batch,
+        "step_s_median": round(statistics.median(times), 4),
+        "compile_s": round(compile_s, 2),
+        "peak_mem_mb": round(_peak_mib(), 1),
+        "xla_mem_mb": None if xla_mem is None else round(xla_mem, 1),
+        "backend": jax.default_backend(),
+        "loss": float(metrics["train_loss"]),
+    }
+
+
 def _row(args) -> dict:
     from jnas.runner import use_runtime
     from jnas.strategies.base import kind_of
@@ -137,18 +154,7 @@ def _measure(args, strategy, config, runtime) -> dict:
         state, m = step(state, tb, vb)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t)
-    peak = _peak_mib()
-    return {
-        "method": args.method,
-        "order": args.order,
-        "batch": args.batch,
-        "step_s_median": round(statistics.median(times), 4),
-        "compile_s": round(compile_s, 2),
-        "peak_mem_mb": round(peak, 1),
-        "xla_mem_mb": None if xla_mem is None else round(xla_mem, 1),
-        "backend": jax.default_backend(),
-        "loss": float(m["train_loss"]),
-    }
+    return _step_row(args, args.order, times, compile_s, xla_mem, m)
 
 
 # ENAS rows also have the controller's speed (samples and updates of num_aggregate per second)
@@ -226,18 +232,8 @@ def _shared_row(args) -> dict:
             ctrl, cm = update(ctrl, archs, accs, ents)
         jax.block_until_ready(ctrl)
         updates_per_s = (n // 4) / (time.perf_counter() - t)
-    peak = _peak_mib()
-    xla_mem = _xla_mib(mem)
     return {
-        "method": args.method,
-        "order": 1,
-        "batch": args.batch,
-        "step_s_median": round(statistics.median(times), 4),
-        "compile_s": round(compile_s, 2),
-        "peak_mem_mb": round(peak, 1),
-        "xla_mem_mb": None if xla_mem is None else round(xla_mem, 1),
-        "backend": jax.default_backend(),
-        "loss": float(m["train_loss"]),
+        **_step_row(args, 1, times, compile_s, _xla_mib(mem), m),
         "ctrl_samples_per_s": round(samples_per_s, 1),
         "ctrl_updates_per_s": round(updates_per_s, 2),
         "num_aggregate": a,
