@@ -72,6 +72,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.search.workers = 0  # threads training children (0: one per device)
     config.search.time_budget_s = config_dict.placeholder(float)  # stop starting rounds after
     config.search.test_best = True  # test the best network (its searched weights) at the end
+    # None: every child at the full fidelity of config.child; "hyperband" or
+    # "successive_halving": brackets of budgets (jnas.strategies.morphism_hyperband), with the
+    # options of the section of that name below. morphism_bo + hyperband: BOHB over
+    # morphisms (experiments/configs/morphism_bohb_fashion_mnist.py).
+    config.search.schedule = config_dict.placeholder(str)
+
+    # The learning-curve stop (jnas.estimation.curves, Domhan et al., IJCAI 2015): stop a child
+    # after an epoch when its curve gives it a probability below `threshold` (the paper's
+    # 0.05) of beating the best reward of the earlier rounds (with a schedule: at its budget).
+    config.early_stop = ml_collections.ConfigDict(
+        dict(enabled=False, threshold=0.05, min_points=3, noise_floor=0.005)
+    )
 
     # Each strategy's options (the one named by config.strategy is used).
     config.morphism_bo = ml_collections.ConfigDict(
@@ -79,6 +91,17 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.morphism_walk = ml_collections.ConfigDict(dict(num_edits=1, tries=50))
     config.graph_random = ml_collections.ConfigDict(dict(tries=50))
+
+    # The schedules' options (used when config.search.schedule names one): HpBandSter's ladder
+    # max_budget * eta^-k from min_budget (or an explicit `budgets`), what a budget counts
+    # (epochs | num_steps | data_fraction), and how many evaluations a budget needs before the
+    # strategy is fitted on it (else the largest budget with any; our choice, see the module).
+    schedule = dict(
+        min_budget=1.0, max_budget=4.0, eta=2.0, budget_resource="epochs", min_points_in_model=3
+    )
+    config.hyperband = ml_collections.ConfigDict(schedule)
+    config.successive_halving = ml_collections.ConfigDict(schedule)
+    config.successive_halving.num_configs = config_dict.placeholder(int)  # None: eta^s_max
 
     # python -m experiments.train with this config retrains a graph from scratch and tests it.
     config.retrain = ml_collections.ConfigDict()

@@ -81,7 +81,13 @@ from jnas.runner.progress import Progress
 from jnas.runner.workdir import check_workdir, record_config
 from jnas.runner.writers import MetricWriter, write_text
 from jnas.spaces.base import make_space
-from jnas.strategies.base import check_reward
+from jnas.strategies.base import check_reward, to_fidelity
+from jnas.strategies.morphism_hyperband import (
+    MorphismSchedule,
+    model_rows,
+    parse_edit,
+    schedule_problems,
+)
 
 HISTORY = discrete.HISTORY
 _INIT, _ASK, _CHILD, _MORPH = 0, 1, 2, 3  # key streams (_CHILD: discrete.child_key's)
@@ -131,6 +137,7 @@ def config_problems(config) -> list[tuple[str, str]]:
         curves.stopper_from_config(config.get("early_stop"))
     except ValueError as e:
         out.append(("early_stop", str(e)))
+    out += schedule_problems(config)
     budget = config.search.get("time_budget_s")
     if budget is not None and (
         isinstance(budget, bool)
@@ -217,9 +224,20 @@ def search(config: ml_collections.ConfigDict, workdir: str, *, allow_config_chan
         return _search(config, workdir)
 
 
+def _schedule(config) -> MorphismSchedule | None:
+    """The multi-fidelity schedule of ``config.search.schedule`` (None: every child at the
+    full fidelity)."""
+    name = config.search.get("schedule")
+    if name is None:
+        return None
+    m = int(config.search.children_per_round)
+    return MorphismSchedule.from_config(name, config.get(name), m)
+
+
 def _search(config, workdir: str) -> dict:
+    from jnas.spaces import child as child_lib
     from jnas.spaces import morphism
-    from jnas.strategies.morphism_bo import Trained
+    from jnas.strategies.morphism_bo import Proposal, Trained
 
     space = make_space(config.space)
     strategy, name = _strategy(config), config.strategy
@@ -227,11 +245,23 @@ def _search(config, workdir: str) -> dict:
     budget_s = config.search.get("time_budget_s")
     child_cfg, fidelity = child_settings(config.child)
     stopper = curves.stopper_from_config(config.get("early_stop"))
+    schedule = _schedule(config)
+    budgets = schedule.budgets if schedule is not None else None
+    if schedule is None:
+        fidelities = {None: fidelity}
+    else:  # each budget's Fidelity (FidelityError for a budget outside the ladder)
+        resource = schedule.budget_resource
+        fidelities = {b: to_fidelity(fidelity, resource, b, budgets[-1]) for b in budgets}
+    top_budget = budgets[-1] if budgets else None
     info, train, val = load_search_data(config)
     if not child_cfg.num_classes:
         child_cfg = dataclasses.replace(child_cfg, num_classes=info.num_classes)
     num_classes, image_shape = child_cfg.num_classes, train[0].shape[1:]
-    space.check_fidelity(fidelity, image_shape)  # FidelityError before anything is trained
+    for fid in fidelities.values():  # FidelityError before anything is trained
+        space.check_fidelity(fid, image_shape)
+    full_steps, full_per_epoch = child_lib.planned_steps(
+        child_cfg, fidelities[top_budget], train[0].shape[0]
+    )
     if stopper is not None:
         floor = 0.5 / math.sqrt(len(val[1]))
         stopper = dataclasses.replace(stopper, noise_floor=max(stopper.noise_floor, floor))
@@ -243,8 +273,11 @@ def _search(config, workdir: str) -> dict:
     header = discrete.history_header(
         config, space, child_cfg, fidelity, name, strategy.options(), stopper
     )
+    if schedule is not None:
+        header["schedule"] = schedule.header()
     history = History(os.path.join(workdir, HISTORY), header, space)
     _recover(history, ckpt)
+    _check_curves(history)
     if history.rows:
         print(f"resuming after {len(history)} trained networks in {workdir}", flush=True)
 
@@ -253,8 +286,13 @@ def _search(config, workdir: str) -> dict:
     # is repeated (its trained networks are skipped) and logged again.
     done_rounds = max((r["round"] for r in history.rows), default=0)
     writer = MetricWriter(workdir, resume_step=done_rounds if history.rows else None)
+    planned = (
+        rounds * m
+        if schedule is None
+        else sum(schedule.rung_of(r)[1].size for r in range(1, rounds + 1))
+    )
     progress = Progress(
-        1 + rounds * m, len(history), enabled=config.get("progress", False), desc=str(name)
+        1 + planned, len(history), enabled=config.get("progress", False), desc=str(name)
     )
     wall0 = time.time() - max((r.get("wall_s", 0.0) for r in history.rows), default=0.0)
 
@@ -265,51 +303,79 @@ def _search(config, workdir: str) -> dict:
         target = _abstract_variables(space, graph_of(row), num_classes, fidelity, image_shape)
         return ckpt.restore(target, step=row["id"] + 1)[0]
 
-    def monitor_for(r):
+    def monitor_for(r, budget, text):
+        """The curve stop of a child of round ``r``: against the best reward of the earlier
+        rounds (with a schedule: at the child's budget, not stopped, as the discrete loop)."""
         if stopper is None:
             return None
-        best = max((x["reward"] for x in history.rows if x["round"] < r), default=None)
-        return lambda curve, planned: stopper.should_stop(curve, best, planned)
+        earlier = [x for x in history.rows if x["round"] < r]
+        if schedule is not None:
+            earlier = [x for x in earlier if x.get("budget") == budget and not x.get("stopped")]
+        best = max((x["reward"] for x in earlier), default=None)
 
-    def train_round(r: int, proposals, propose_s: float) -> None:
-        todo, extra = [], {}
+        def monitor(curve, planned_epochs):
+            try:
+                return stopper.should_stop(curve, best, planned_epochs)
+            except curves.CurveError as e:
+                raise curves.CurveError(
+                    f"network {text!r} (round {r}): {e}. {history.path} keeps the "
+                    f"{len(history)} networks trained so far and their checkpoints."
+                ) from None
+
+        return monitor
+
+    def initial_variables(p, text):
+        """The parent's trained variables morphed edit by edit (None: no parent)."""
+        if p.parent is None:
+            return None
+        parent_row = history.rows[p.parent]
+        graph, variables = graph_of(parent_row), variables_of(parent_row)
+        morph_key = jax.random.fold_in(child_key(config.seed, text), _MORPH)
+        for i, edit in enumerate(p.edits):
+            child = morphism.apply_edit(space, graph, edit)
+            variables = morphism.morph_variables(
+                space, graph, edit, variables, jax.random.fold_in(morph_key, i)
+            )
+            graph = child
+        if space.to_text(graph) != text:
+            raise RuntimeError(f"the edits {p.edits} do not lead to {text!r}")
+        return variables
+
+    def train_round(r: int, proposals, propose_s: float, budget=None, fields=None) -> None:
+        """Train ``proposals`` (at ``budget``; ``fields[k]``: more row fields of each)."""
+        todo, extra, texts = [], {}, {}
         for k, p in enumerate(proposals):
             text = space.to_text(p.graph)
-            if text in history.by_arch:  # trained before a kill
+            key = discrete.history_key({"arch": text, "budget": budget})
+            if key in history.by_arch:  # trained before a kill
                 continue
             t0 = time.time()
-            init = None
-            if p.parent is not None:
-                parent_row = history.rows[p.parent]
-                graph, variables = graph_of(parent_row), variables_of(parent_row)
-                morph_key = jax.random.fold_in(child_key(config.seed, text), _MORPH)
-                for i, edit in enumerate(p.edits):
-                    child = morphism.apply_edit(space, graph, edit)
-                    variables = morphism.morph_variables(
-                        space, graph, edit, variables, jax.random.fold_in(morph_key, i)
-                    )
-                    graph = child
-                if space.to_text(graph) != text:
-                    raise RuntimeError(f"the edits {p.edits} do not lead to {text!r}")
-                init = variables
+            init = initial_variables(p, text)
             extra[k] = dict(
+                **(fields[k] if fields else {}),
                 parent=p.parent,
                 edits=[str(e) for e in p.edits],
                 morph_s=round(time.time() - t0, 2),
                 **({"acq": {a: _json_float(v) for a, v in p.info.items()}} if p.info else {}),
             )
-            todo.append((k, text, (text, p.graph, fidelity, monitor_for(r), init)))
+            texts[k] = text
+            job = (text, p.graph, fidelities[budget], monitor_for(r, budget, text), init)
+            todo.append((k, key, job))
 
-        def on_done(k, text, result):
+        def on_done(k, key, result):
+            text = texts[k]
             try:
                 reward = check_reward(result["reward"])
             except ValueError as e:
                 raise NonFiniteRewardError(
-                    f"network {text!r} (round {r}, index {k}) has reward {result['reward']}: "
+                    f"network {key!r} (round {r}, index {k}) has reward {result['reward']}: "
                     f"{e}. {history.path} keeps the {len(history)} networks trained so far and "
                     f"their checkpoints; rerun to resume (they are not trained again)."
                 ) from None
-            row = dict(id=len(history), round=r, index=k, **extra[k], arch=text, reward=reward)
+            row = dict(id=len(history), round=r, index=k)
+            if budget is not None:
+                row["budget"] = budget
+            row.update(**extra[k], arch=text, reward=reward)
             row["params"] = int(space.as_graph(text).num_params(num_classes, image_shape))
             row.update(steps=int(result["steps"]), epochs=round(float(result["epochs"]), 6))
             if result.get("stopped"):
@@ -324,12 +390,35 @@ def _search(config, workdir: str) -> dict:
 
         trainer.run(todo, on_done)
 
-    # Round 0: the start network, from scratch.
+    def ask(r: int, round_key):
+        """Round ``r``'s proposals, its budget and the rows' schedule fields."""
+        earlier = [x for x in history.rows if x["round"] < r]
+        if schedule is None:
+            trained = [Trained(x["id"], graph_of(x), x["reward"]) for x in earlier]
+            return strategy.propose(space, trained, m, round_key), None, None
+        number, rung = schedule.rung_of(r)
+        budget = schedule.budgets[rung.level]
+        fields = dict(bracket=number, rung=rung.rung)
+        if rung.new:  # new networks, from those evaluated at the model budget
+            base = model_rows(earlier, budgets, schedule.min_points_in_model)
+            trained = [Trained(x["id"], graph_of(x), x["reward"]) for x in base]
+            seen = sorted({x["arch"] for x in earlier})
+            proposals = strategy.propose(space, trained, rung.size, round_key, exclude=seen)
+            return proposals, budget, [fields] * len(proposals)
+        # successive halving: the best of the previous rung, again from its parent
+        top = schedule.promote([x for x in earlier if x["round"] == r - 1], rung.size)
+        proposals = [
+            Proposal(x["parent"], tuple(parse_edit(e) for e in x["edits"]), graph_of(x))
+            for x in top
+        ]
+        return proposals, budget, [dict(fields, promoted_from=x["id"]) for x in top]
+
+    # Round 0: the start network, from scratch (with a schedule: at the largest budget).
     if not any(r["round"] == 0 for r in history.rows):
         start = space.start_graph()
         space.check(start, what="the start network")
-        train_round(0, [_start_proposal(start)], 0.0)
-        _log_round(writer, history, 0)
+        train_round(0, [_start_proposal(start)], 0.0, top_budget)
+        _log_round(writer, history, 0, budgets)
     stopped_by = None
     for r in range(1, rounds + 1):
         if budget_s is not None and time.time() - wall0 >= budget_s:
@@ -337,26 +426,27 @@ def _search(config, workdir: str) -> dict:
             break
         if r < done_rounds:
             continue  # a round that finished before the kill (a later one holds rows)
-        trained = [
-            Trained(x["id"], graph_of(x), x["reward"]) for x in history.rows if x["round"] < r
-        ]
         t0 = time.time()
         round_key = jax.random.fold_in(jax.random.fold_in(root, _ASK), r)
-        proposals = strategy.propose(space, trained, m, round_key)
+        proposals, budget, fields = ask(r, round_key)
         propose_s = time.time() - t0
         if not proposals:
             stopped_by = "no new architecture"
             break
-        train_round(r, proposals, propose_s)
-        _log_round(writer, history, r)
-        best = history.best()
+        train_round(r, proposals, propose_s, budget, fields)
+        _log_round(writer, history, r, budgets)
+        best = history.incumbent(budgets=budgets)
+        at = "" if budget is None else f" (budget {budget:g})"
         progress.write(
-            f"round {r}/{rounds}: {len(history)} trained; best {best['reward']:.4f} {best['arch']}"
+            f"round {r}/{rounds}{at}: {len(history)} trained; best {best['reward']:.4f} "
+            f"{best['arch']}"
         )
     progress.close()
     writer.close()
 
-    best = history.best()
+    best = history.incumbent(budgets=budgets)
+    num_archs = len({r["arch"] for r in history.rows})
+    child_steps = sum(int(r.get("steps", 0)) for r in history.rows)
     summary = {
         "strategy": name,
         "space": space.name,
@@ -369,10 +459,17 @@ def _search(config, workdir: str) -> dict:
         "num_trained": len(history),
         "stopped_by": stopped_by,
         "train_s_total": round(sum(r.get("train_s", 0.0) for r in history.rows), 1),
-        "child_steps": sum(int(r.get("steps", 0)) for r in history.rows),
+        "child_steps": child_steps,
+        # In epochs of the full fidelity, against training each network once at it.
+        "num_archs": num_archs,
+        "num_stopped": sum(bool(r.get("stopped")) for r in history.rows),
+        "child_epochs": round(child_steps / full_per_epoch, 3),
+        "child_epochs_full": round(num_archs * full_steps / full_per_epoch, 3),
         "search_wall_s": round(time.time() - wall0, 1),
         "devices": len(trainer.devices),
     }
+    if schedule is not None:
+        summary.update(schedule=schedule.name, budgets=list(budgets))
     write_text(os.path.join(workdir, "best_arch.txt"), best["arch"] + "\n")
     try:
         pictures = space.draw(best["arch"], os.path.join(workdir, "best_graph"))
@@ -386,6 +483,19 @@ def _search(config, workdir: str) -> dict:
     return summary
 
 
+def _check_curves(history: History) -> None:
+    """A history row's learning curve must be one (NaN or out of range: ``HistoryError``)."""
+    for row in history.rows:
+        if "curve" in row:
+            try:
+                curves.check_curve(row["curve"])
+            except curves.CurveError as e:
+                raise discrete.HistoryError(
+                    f"{history.path}: network {row.get('id')} ({row['arch']!r}) has the curve "
+                    f"{row['curve']}: {e}. Repair or remove that row (and the later ones)."
+                ) from None
+
+
 def _start_proposal(graph):
     from jnas.strategies.morphism_bo import Proposal
 
@@ -396,13 +506,15 @@ def _json_float(v):
     return float(v) if isinstance(v, (float, np.floating)) else v
 
 
-def _log_round(writer, history, r: int) -> None:
+def _log_round(writer, history, r: int, budgets=None) -> None:
     rows = [x for x in history.rows if x["round"] == r]
     record = {
-        "best_reward": history.best()["reward"],
+        "best_reward": history.incumbent(budgets=budgets)["reward"],
         "num_trained": len(history),
         "round_best": max(x["reward"] for x in rows),
     }
+    if budgets:  # the round's budget, and the best at the largest budget so far
+        record["budget"] = rows[0]["budget"]
     acq = [x["acq"]["acq"] for x in rows if "acq" in x]
     if acq:
         record["acq_max"] = max(acq)
