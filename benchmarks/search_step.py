@@ -55,6 +55,7 @@ KEYS = (
     "method",
     "order",
     "batch",
+    "edges",
     "step_s_median",
     "compile_s",
     "peak_mem_mb",
@@ -116,6 +117,9 @@ def _row(args) -> dict:
     config.search.arch_start_epoch = 0  # time the full step, not a warm-up one
     if args.remat:
         config.model.remat = True
+    if args.edges != "config":
+        config.model.vmap_edges = args.edges == "vmapped"
+        config.model.scan_edges = args.edges == "scanned"
     with use_runtime(config) as (config, runtime):  # config.runtime: native kernels, XLA
         return _measure(args, strategy, config, runtime)
 
@@ -154,7 +158,9 @@ def _measure(args, strategy, config, runtime) -> dict:
         state, m = step(state, tb, vb)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t)
-    return _step_row(args, args.order, times, compile_s, xla_mem, m)
+    net = searcher.model
+    edges = "scanned" if net.scan_edges else "vmapped" if net.vmap_edges else "looped"
+    return {**_step_row(args, args.order, times, compile_s, xla_mem, m), "edges": edges}
 
 
 # ENAS rows also have the controller's speed (samples and updates of num_aggregate per second)
@@ -308,6 +314,12 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--remat", action="store_true", help="rematerialise cells (less memory)")
     p.add_argument(
+        "--edges",
+        default="config",
+        choices=("config", "looped", "vmapped", "scanned"),
+        help="how the supernet runs a cell's edges (default: as the method's config says)",
+    )
+    p.add_argument(
         "--cost",
         action="store_true",
         help="lower the step without compiling it; print its StableHLO op count, flops and bytes",
@@ -330,7 +342,10 @@ def main(argv=None):
     if args.cost:
         print(header + f"{'hlo_ops':>9} {'flops':>16} {'bytes':>16}  backend")
     else:
-        print(header + f"{'step_s':>8} {'compile_s':>9} {'peak_MB':>9} {'XLA_MB':>9}  backend")
+        print(
+            header + f"{'edges':>8} {'step_s':>8} {'compile_s':>9} {'peak_MB':>9} {'XLA_MB':>9}"
+            "  backend"
+        )
     for method in methods:
         for order in orders:
             if order == 2 and not _second_order(method):
@@ -349,6 +364,7 @@ def main(argv=None):
                     f"--C={args.C}",
                     f"--layers={args.layers}",
                     f"--size={args.size}",
+                    f"--edges={args.edges}",
                 ]
                 cmd += ["--remat"] if args.remat else []
                 cmd += ["--cost"] if args.cost else []
@@ -373,7 +389,8 @@ def main(argv=None):
                     continue
                 xla = "n/a" if row["xla_mem_mb"] is None else f"{row['xla_mem_mb']:.0f}"
                 print(
-                    f"{method:8} {order:>5} {batch:>5} {row['step_s_median']:>8.3f} "
+                    f"{method:8} {order:>5} {batch:>5} {row.get('edges', '-'):>8} "
+                    f"{row['step_s_median']:>8.3f} "
                     f"{row['compile_s']:>9.1f} {row['peak_mem_mb']:>9.0f} {xla:>9}  "
                     f"{row['backend']}"
                     + (

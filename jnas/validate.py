@@ -129,6 +129,7 @@ RULES: tuple[Rule, ...] = _rules(
         "model.multiplier": _int(1),
         "model.stem_multiplier": _int(1),
         "model.vmap_edges": _bool(),
+        "model.scan_edges": _bool(),
         "model.remat": _bool(),
         "model.network": _choice("cifar", "imagenet"),
         "model.auxiliary": _bool(),

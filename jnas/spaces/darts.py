@@ -227,8 +227,8 @@ class DartsSpace(OneShotSpace):
 
     def supernet(self, *, num_classes: int, **options) -> SearchNetwork:
         """The DARTS search network of this space; ``options`` override its fields
-        (``mixed_op``, ``primitives`` per edge, ``C``, ``layers``, ``vmap_edges``, ``remat``,
-        ``bn_axis_name``)."""
+        (``mixed_op``, ``primitives`` per edge, ``C``, ``layers``, ``vmap_edges``,
+        ``scan_edges``, ``remat``, ``bn_axis_name``)."""
         kw = dict(
             C=self.C,
             num_classes=num_classes,
@@ -403,6 +403,30 @@ class _Edge(nn.Module):
         return op(x, arch, self.train)
 
 
+class _ScanEdge(nn.Module):
+    """One iteration of :meth:`SearchCell._scanned`: ``states[dst] += edge(x, arch_e)``,
+    ``x`` state ``src`` of the buffer (or of ``sources``, the cell inputs of a reduction
+    cell's stride-2 edges)."""
+
+    op_cls: Any
+    features: int
+    stride: int
+    primitives: tuple[str, ...]
+    bn_axis_name: str | None
+    train: bool
+
+    @nn.compact
+    def __call__(self, states, xs, sources):
+        src, dst, arch_e = xs
+        x = jax.lax.dynamic_index_in_dim(
+            states if sources is None else sources, src, keepdims=False
+        )
+        op = self.op_cls(self.features, self.stride, self.primitives, self.bn_axis_name)
+        y = op(x, arch_e, self.train)
+        total = jax.lax.dynamic_index_in_dim(states, dst, keepdims=False) + y
+        return jax.lax.dynamic_update_index_in_dim(states, total, dst, 0), None
+
+
 def _edge_primitives(primitives, num_edges):
     """Per-edge op tuples from a flat tuple (all edges alike) or a tuple of tuples."""
     if primitives and isinstance(primitives[0], str):
@@ -423,6 +447,7 @@ class SearchCell(nn.Module):
     multiplier: int = 4
     mixed_op: Any = MixedOp
     vmap_edges: bool = True
+    scan_edges: bool = False
     bn_axis_name: str | None = None
 
     @nn.compact
@@ -437,9 +462,12 @@ class SearchCell(nn.Module):
         edges = [(i, j) for j in range(self.n_nodes) for i in range(j + 2)]
         edge_id = {e: k for k, e in enumerate(edges)}
         prims = _edge_primitives(self.primitives, len(edges))
+        if self.scan_edges and len(set(prims)) == 1:
+            return self._scanned(s0, s1, arch, edges, prims[0], train)
         sums: list[Any] = [None] * self.n_nodes
         states = [s0, s1]
         # "Push" order: once state i exists, run all its outgoing edges (one vmapped group).
+        # Node i - 1 takes states 0..i, so it is complete once state i's edges have run.
         for i in range(self.n_nodes + 1):
             targets = [j for j in range(self.n_nodes) if i < j + 2]
             ids = [edge_id[(i, j)] for j in targets]
@@ -447,9 +475,56 @@ class SearchCell(nn.Module):
             outs = self._run_group(states[i], arch, ids, stride, prims, train, f"from_{i}")
             for j, out in zip(targets, outs):
                 sums[j] = out if sums[j] is None else sums[j] + out
-            if i < self.n_nodes:
-                states.append(sums[i])
+            if i >= 1:
+                states.append(sums[i - 1])
         return jnp.concatenate(states[-self.multiplier :], axis=-1)
+
+    def _scanned(self, s0, s1, arch, edges, prims, train):
+        """The edges as ``nn.scan`` loops over a buffer of the cell's states.
+
+        Node ``j``'s edges come after those of nodes ``< j`` in the DARTS order, so a loop
+        over the edges in that order finds every source state complete. Each iteration
+        reads state ``i``, runs one edge module (parameters stacked on a leading edge axis)
+        and adds its output into node ``j``'s slot: XLA compiles one edge per loop instead
+        of one per edge. A reduction cell has two loops, as its edges have two strides:
+        first the stride-2 edges from the cell inputs, then the stride-1 edges from nodes.
+        """
+        n_states = self.n_nodes + 2
+        if self.reduction:
+            phases = [
+                ([k for k, (i, _) in enumerate(edges) if i < 2], 2, "edges_s2"),
+                ([k for k, (i, _) in enumerate(edges) if i >= 2], 1, "edges_s1"),
+            ]
+            inputs = jnp.stack([s0, s1])
+            out = s0[:, ::2, ::2, :]
+            states = jnp.zeros((n_states, *out.shape), out.dtype)
+        else:
+            phases = [(list(range(len(edges))), 1, "edges")]
+            inputs = None
+            states = jnp.concatenate(
+                [jnp.stack([s0, s1]), jnp.zeros((self.n_nodes, *s1.shape), s1.dtype)]
+            )
+        for ids, stride, name in phases:
+            if not ids:
+                continue
+            loop = nn.scan(
+                _ScanEdge,
+                variable_axes={"params": 0, "batch_stats": 0},
+                split_rngs={"params": True, "dropout": True, "gumbel": True},
+                in_axes=(0, nn.broadcast),
+                length=len(ids),
+            )
+            xs = (
+                jnp.asarray([edges[k][0] for k in ids], jnp.int32),
+                jnp.asarray([edges[k][1] + 2 for k in ids], jnp.int32),
+                jax.tree_util.tree_map(lambda a: a[np.asarray(ids)], arch),
+            )
+            sources = inputs if stride == 2 else None
+            edge = loop(
+                self.mixed_op, self.features, stride, prims, self.bn_axis_name, train, name=name
+            )
+            states, _ = edge(states, xs, sources)
+        return jnp.concatenate(list(states[-self.multiplier :]), axis=-1)
 
     def _run_group(self, x, arch, ids, stride, prims, train, name):
         group_prims = {prims[k] for k in ids}
@@ -510,6 +585,7 @@ class SearchNetwork(nn.Module):
     primitives: Any = DARTS_PRIMITIVES
     mixed_op: Any = MixedOp
     vmap_edges: bool = True
+    scan_edges: bool = False
     remat: bool = False
     bn_axis_name: str | None = None
 
@@ -540,6 +616,7 @@ class SearchNetwork(nn.Module):
                 multiplier=self.multiplier,
                 mixed_op=self.mixed_op,
                 vmap_edges=self.vmap_edges,
+                scan_edges=self.scan_edges,
                 bn_axis_name=self.bn_axis_name,
                 name=f"cell_{i}",
             )

@@ -147,7 +147,11 @@ def supernet_from_config(config, space, num_classes: int, axis_name: str | None,
     """``space.supernet(...)`` with the config's implementation switches (``model.vmap_edges``,
     ``model.remat``) and the pmap axis of its batch norms; ``options`` override."""
     m = config.model
-    kw = dict(vmap_edges=m.get("vmap_edges", True), remat=m.get("remat", False))
+    kw = dict(
+        vmap_edges=m.get("vmap_edges", True),
+        scan_edges=m.get("scan_edges", False),
+        remat=m.get("remat", False),
+    )
     kw.update(options)
     return space.supernet(num_classes=num_classes, bn_axis_name=axis_name, **kw)
 

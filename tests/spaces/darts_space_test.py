@@ -1,3 +1,4 @@
+import functools
 import json
 
 import jax
@@ -322,3 +323,100 @@ def test_random_vectors_round_trip_and_bad_ones_are_named():
     bad[0] = 2  # node 0 has inputs 0 and 1 only
     with pytest.raises(ArchitectureError, match="normal/node0/in0"):
         space.network(bad, num_classes=2)
+
+
+# ------------------------------------------------------------------ the supernet's wiring
+
+
+def _skip_cell_reference(s0, s1, w, n_nodes=4):
+    """A skip-only normal cell by hand: node j = sum_i w[edge(i, j)] * state_i over every
+    earlier state (the two inputs, after their 1x1 preprocessing, and nodes < j)."""
+    states, e = [s0, s1], 0
+    for j in range(n_nodes):
+        node = 0.0
+        for i in range(j + 2):
+            node = node + w[e, 0] * states[i]
+            e += 1
+        states.append(node)
+    return jnp.concatenate(states[2:], axis=-1)
+
+
+@pytest.mark.parametrize("mode", ["looped", "vmapped", "scanned"])
+def test_every_edge_feeds_its_node(mode):
+    """Node j sums one edge from every earlier state, each weighted by its own row: a
+    skip-only cell against the DAG written by hand (an edge whose output never reached its
+    node, e.g. state j+1 -> node j, would show here and as a zero alpha gradient)."""
+    from jnas.spaces.darts import SearchCell, _relu_conv_bn
+
+    s0 = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 3))
+    s1 = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 4, 3))
+    w = jnp.arange(1.0, 15.0)[:, None] / 7.0
+    cell = SearchCell(
+        3,
+        False,
+        False,
+        ("skip_connect",),
+        vmap_edges=mode == "vmapped",
+        scan_edges=mode == "scanned",
+    )
+    v = cell.init(jax.random.PRNGKey(2), s0, s1, w, False)
+
+    def pre(name, s):
+        sub = {c: v[c][name] for c in v}
+        return _relu_conv_bn(3, None, name).apply(sub, s, False)
+
+    want = _skip_cell_reference(pre("pre0", s0), pre("pre1", s1), w)
+    np.testing.assert_allclose(cell.apply(v, s0, s1, w, False), want, rtol=1e-5, atol=1e-5)
+    grad = jax.grad(lambda w: jnp.sum(cell.apply(v, s0, s1, w, False) ** 2))(w)
+    assert np.all(np.abs(np.asarray(grad)) > 0), grad
+
+
+def _restack_edges(loop_cell, edges, reduction):
+    """A looped cell's per-edge variables (``from_<i>_e<k>``) in the scanned layout (one
+    stacked tree per loop: ``edges``, or ``edges_s2`` and ``edges_s1``)."""
+    if reduction:
+        loops = {
+            "edges_s2": [k for k, (i, _) in enumerate(edges) if i < 2],
+            "edges_s1": [k for k, (i, _) in enumerate(edges) if i >= 2],
+        }
+    else:
+        loops = {"edges": list(range(len(edges)))}
+    out = {k: v for k, v in loop_cell.items() if not k.startswith("from_")}
+    for name, ids in loops.items():
+        trees = [loop_cell[f"from_{edges[k][0]}_e{k}"] for k in ids]
+        out[name] = jax.tree.map(lambda *a: jnp.stack(a), *trees)
+    return out
+
+
+@pytest.mark.parametrize("reduction", [False, True])
+def test_scanned_edges_equal_looped_edges(reduction):
+    """``scan_edges``: the cell's edges as loops over a buffer of states compute what one
+    module per edge computes, forward (train mode) and gradients of weights and alpha. Four
+    of the ops (each kind: none, a pool, skip or factorized reduction, a separable conv),
+    to keep the looped cell's compilation short."""
+    from jnas.spaces.darts import SearchCell
+
+    space = DartsSpace()
+    prims = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
+    s0 = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 4))
+    s1 = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 4))
+    w = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(3), (14, len(prims))), -1)
+    looped = SearchCell(4, reduction, False, prims, vmap_edges=False)
+    scanned = SearchCell(4, reduction, False, prims, vmap_edges=False, scan_edges=True)
+    v1 = looped.init(jax.random.PRNGKey(4), s0, s1, w, True)
+    v2 = {c: _restack_edges(v1[c], space.edges, reduction) for c in v1}
+
+    def grads(cell, v):
+        def loss(params, w):
+            y, stats = cell.apply({**v, "params": params}, s0, s1, w, True, mutable=["batch_stats"])
+            return jnp.sum(jnp.sin(y)), (y, stats["batch_stats"])
+
+        return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(v["params"], w)
+
+    (gp1, gw1), (y1, bs1) = grads(looped, v1)
+    (gp2, gw2), (y2, bs2) = grads(scanned, v2)
+    np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw1, gw2, rtol=1e-4, atol=1e-5)
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5)
+    jax.tree.map(close, _restack_edges(gp1, space.edges, reduction), gp2)
+    jax.tree.map(close, _restack_edges(bs1, space.edges, reduction), bs2)
