@@ -16,7 +16,6 @@ def get_config():
     config.search.schedule = "hyperband"
     config.child.epochs = 2
     config.search.rounds = 3
-    config.hyperband.min_budget = 1.0
-    config.hyperband.max_budget = 2.0
-    config.hyperband.eta = 2.0
+    for section in (config.hyperband, config.successive_halving):
+        section.min_budget, section.max_budget, section.eta = 1.0, 2.0, 2.0
     return config

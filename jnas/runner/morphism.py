@@ -17,6 +17,23 @@ round train concurrently, one per local device (:class:`jnas.runner.discrete._Tr
 ``config.early_stop`` stops a child whose learning curve gives it too small a probability of
 beating the best of the earlier rounds (:mod:`jnas.estimation.curves`, as the discrete loop).
 
+**Multi-fidelity** (``config.search.schedule``: ``"hyperband"`` or ``"successive_halving"``,
+options in the config section of that name; :mod:`jnas.strategies.morphism_hyperband`).
+``morphism_bo`` with ``hyperband`` is **BOHB over morphisms**. Round 0 trains the start
+network at the largest budget; each later round is one rung of Hyperband's brackets (Li et
+al., Algorithm 1), and ``search.rounds`` counts rungs. A bracket's first rung asks the strategy
+for its new networks, showing it only the networks evaluated at the *model budget* (the
+largest budget with ``min_points_in_model`` evaluations, as BOHB fits its TPE; else the
+largest with any) and excluding every architecture evaluated; each later rung promotes the
+best 1/eta by reward of the previous rung to the next budget. A promoted network retrains
+from its parent's morphed weights at the larger budget (each evaluation from the same start,
+as HpBandSter; the reasons are in that module's docstring): its row repeats its parent and
+edits, with ``promoted_from``. Each budget becomes the ``Fidelity`` the child trains at
+(:func:`jnas.strategies.base.to_fidelity` of ``config.child``'s full fidelity), checked
+against the space before anything trains; the curve stop compares a child with the best
+reward at its budget of the earlier rounds (not stopped), as the discrete loop; the best
+network is the best at the largest budget (``History.incumbent``).
+
 The workdir then holds:
 
 * ``config.json``;
@@ -24,7 +41,9 @@ The workdir then holds:
   per trained network: ``id`` (0, 1, ... in training order), ``round``, ``index`` (its place
   among the round's proposals), ``parent`` (an id, or null), ``edits`` (their text, in
   order), ``arch`` (the graph's text), ``reward`` (validation accuracy), ``params``,
-  ``steps``, ``epochs`` (and ``stopped``, ``curve`` when the curve stop ended it), what the
+  ``steps``, ``epochs`` (and ``stopped``, ``curve`` when the curve stop ended it; with a
+  schedule ``budget``, ``bracket`` (its number in the run), ``rung`` and, for a promoted
+  network, ``promoted_from``; the history key is then ``"<arch> @ <budget>"``), what the
   strategy knew (``acq``: the UCB, the GP's mean and standard deviation, the search's counts),
   and its costs: ``train_s``, ``morph_s`` (reading and morphing the parent's variables),
   ``propose_s`` (the round's proposal, on its first child), ``wall_s`` (seconds of search
@@ -32,27 +51,35 @@ The workdir then holds:
 * ``checkpoints/``: step ``id + 1`` holds network ``id``'s trained variables (orbax, through
   :class:`jnas.runner.checkpoint.Checkpointer`, all kept: any trained network may become a
   parent) and its history row; a network is checkpointed first, then written to the history;
-* ``metrics.jsonl`` and ``tb/``: per round the best reward so far, networks trained, the
-  round's best, the acquisition's values and the time spent proposing;
-* ``summary.json``, ``best_arch.txt`` and ``best_graph/`` (pictures of the best network's
-  graph, :meth:`jnas.spaces.graph.GraphSpace.draw`); with ``search.test_best`` the best
-  network's test accuracy (its searched weights, on ``data.test_limit`` test images).
+* ``metrics.jsonl`` and ``tb/``: per round the best reward so far (with a schedule: at the
+  largest budget), networks trained, the round's best (and budget), the acquisition's values;
+* ``summary.json`` (with ``child_epochs``, the training spent in epochs of the full
+  fidelity, against ``child_epochs_full``, every network once at it), ``best_arch.txt`` and
+  ``best_graph/`` (pictures of the best network's graph,
+  :meth:`jnas.spaces.graph.GraphSpace.draw`); with ``search.test_best`` the best network's
+  test accuracy (its searched weights, on ``data.test_limit`` test images).
 
 A strategy keeps no state of its own: round r's proposals are a function of the networks of
 rounds < r and of the key ``fold_in(fold_in(key(seed), 1), r)``, a child's training key is
 ``fold_in(fold_in(key(seed), 2), hash(graph text))`` and its morphing key the same with
 stream 3, so a run killed at any point (SIGKILL included) and rerun repeats the interrupted
 round and skips the networks already in the history: its history equals an uninterrupted
-run's, rewards and GP values bit for bit. A network checkpointed but not yet in the history
-(a kill between the two writes) is added to the history from its checkpoint on resume.
+run's, rewards and GP values bit for bit (with a schedule too: a rung's promotions are a
+function of the previous round's rows, which finished before it). A network checkpointed
+but not yet in the history (a kill between the two writes) is added to the history from its
+checkpoint on resume.
 
 Bad input stops the run with a named error and leaves the history and checkpoints as they
 were: a config out of range (``ConfigError``, before anything compiles), a non-finite reward
 (:class:`jnas.runner.discrete.NonFiniteRewardError`) or non-finite trained weights
-(``NonFiniteLossError``), a history row that does not parse or is over the space's limits
-(``HistoryError``), a history of another run or one whose networks have no checkpoint
-(``IncompatibleCheckpointError``), an edit at a layer that does not exist or over a limit
-(the space's ``GraphError``).
+(``NonFiniteLossError``), a NaN in a child's learning curve (``CurveError``, naming the
+network), a history row that does not parse, is over the space's limits or holds a curve
+that is not one (``HistoryError``), a schedule out of range (eta <= 1, a minimum budget above
+the maximum, a ladder whose epochs round to equal values, budgets of ``width``, which a child
+inheriting its parent's variables cannot vary: ``ConfigError``, before anything compiles), a
+budget the space cannot apply (``FidelityError``, before anything trains), a history of
+another run or one whose networks have no checkpoint (``IncompatibleCheckpointError``), an
+edit at a layer that does not exist or over a limit (the space's ``GraphError``).
 
 :func:`retrain` (``python -m experiments.train`` with a morphism config) retrains a graph
 (default: the search's ``best_arch.txt``) from scratch on the training set and tests it.

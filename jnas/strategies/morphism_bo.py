@@ -77,6 +77,12 @@ its value ("kriging believer").
 
 Every random draw takes an explicit key: the anchor sets, the edits drawn at each expansion
 and the annealing's uniform draws come from one key per proposal.
+
+**Multi-fidelity.** With ``config.search.schedule = "hyperband"`` the host loop runs
+Hyperband's brackets and asks these strategies only for each bracket's new networks, showing
+them the networks evaluated at one budget (the largest with enough evaluations): ``morphism_bo``
+then is BOHB over morphisms, its GP in place of BOHB's TPE model
+(:mod:`jnas.strategies.morphism_hyperband`).
 """
 
 from __future__ import annotations

@@ -37,10 +37,10 @@ schedule over that budget, as HpBandSter and the discrete loop here judge every 
 scratch: the rewards of one rung compare networks trained alike, a reward is a function of
 the network, its parent, its budget and the seed (so resume and the tests reproduce it),
 and the curve-based stop sees whole curves of one schedule. Continuing would save the
-lower budget's epochs (about a third of a bracket's at eta 3) but give a promoted network
-a learning-rate restart that its rivals never had. Children still inherit their parents'
-weights: a network morphed from a parent starts from the parent's trained variables of the
-evaluation at the model budget.
+lower budgets' epochs (at eta 3 over 1, 3, 9 epochs, 6 of the first bracket's 27) but give a
+promoted network a learning-rate restart that its rivals never had. Children still inherit
+their parents' weights: a network morphed from a parent starts from the parent's trained
+variables of the evaluation at the model budget.
 
 Budgets of ``width`` are refused: the weights a child inherits have its parent's widths.
 """
