@@ -25,6 +25,7 @@ from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError
 from jnas.runner.discrete import HistoryError, NonFiniteRewardError
 from jnas.spaces import child as child_lib
 from jnas.spaces import morphism
+from jnas.spaces.base import FidelityError
 from jnas.spaces.graph import GraphSpace
 from jnas.validate import check_search_config
 
@@ -482,6 +483,18 @@ def test_a_nan_in_a_curve_is_named_and_loses_nothing(tmp_path, fake_fmnist_dir, 
     with pytest.raises(HistoryError, match=r"network 1 .* non-finite value nan"):
         runner.search(config2, bad, allow_config_change=True)
     assert fake.calls == []
+
+
+def test_a_budget_the_space_cannot_apply_stops_before_anything_trains(
+    tmp_path, fake_fmnist_dir, monkeypatch
+):
+    fake = _FakeTraining(monkeypatch)
+    monkeypatch.setattr(GraphSpace, "FIDELITIES", frozenset({"epochs", "num_steps", "resolution"}))
+    overrides = {"hyperband.budget_resource": "data_fraction", "hyperband.max_budget": 1.0}
+    config = _bohb(fake_fmnist_dir, **{"hyperband.min_budget": 0.5, **overrides})
+    with pytest.raises(FidelityError, match=r"cannot apply the fidelity \['data_fraction'\]"):
+        runner.search(config, str(tmp_path / "w"))
+    assert fake.calls == [] and not os.path.exists(tmp_path / "w" / runner.HISTORY)
 
 
 class _NaNAll:
