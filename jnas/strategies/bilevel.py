@@ -37,6 +37,7 @@ from jax import lax
 
 LossFn = Callable[[Any, Any, Any], tuple[jax.Array, Any]]
 HYPERGRADIENTS = ("first", "fd", "exact")
+FD_EPSILON = 0.01  # eps = FD_EPSILON / ||grad_w' L_val|| (DARTS's architect.py)
 
 
 def _pmean(tree, axis_name):
@@ -84,7 +85,7 @@ def alpha_gradient(
     weight_decay: float = 0.0,
     momentum_buffer=None,
     momentum: float = 0.0,
-    fd_epsilon: float = 0.01,
+    fd_epsilon: float = FD_EPSILON,
     axis_name: str | None = None,
 ):
     """The architecture gradient of the bilevel problem.

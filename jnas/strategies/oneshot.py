@@ -15,7 +15,9 @@ with two phases, an architecture phase (alpha on the validation batch) and a wei
   GDAS's order (``weights_first``): the weights first, then alpha with the new weights;
 * first order and ``fuse_phases`` (the default): both phases are one ``lax.scan`` of length
   2 (:func:`jnas.strategies.phases.fused_step`): XLA compiles the network's forward and
-  backward pass once instead of twice;
+  backward pass once instead of twice; second order by finite differences and
+  ``fuse_phases``: the five network evaluations are one ``lax.scan`` of length 5
+  (:func:`jnas.strategies.phases.fused_fd_step`), compiled once instead of five times;
 * before ``arch_start_step`` alpha stays fixed (a warm-up); with ``skip_warmup`` the
   architecture phase is skipped at run time (``lax.cond``: only its validation loss is
   computed, as PC-DARTS and P-DARTS do), else its update is only masked.
@@ -174,7 +176,9 @@ class OneShotSearch:
       op_weights_fn: ``alpha -> {name: [num_edges, num_ops]}``, the op strengths that
         are logged (e.g. softmax of alpha).
       derive_fn: ``alpha (host arrays) -> architecture``, the discretization.
-      fuse_phases: first order only: run the two phases as one ``lax.scan``.
+      fuse_phases: run the step's network evaluations as one ``lax.scan``: the two phases of
+        a first-order step, the five evaluations of a finite-difference one
+        (:mod:`jnas.strategies.phases`).
       weights_first: GDAS's order (weights on the training batch, then alpha on the
         validation batch with the new weights; first order only).
       skip_warmup: skip the architecture phase at run time before ``arch_start_step``
@@ -330,6 +334,8 @@ class OneShotSearch:
             new, metrics = phases.fused_step(
                 self, state, batches, keys, arch_phase=arch_phase, skip_arch=skip
             )
+        elif self.hypergradient == "fd" and self.fuse_phases and arch_phase == 0:
+            new, metrics = phases.fused_fd_step(self, state, batches, keys, lr, skip_arch=skip)
         else:
             new, metrics = phases.two_phase_step(
                 self, state, batches, keys, lr, arch_phase=arch_phase, skip_arch=skip

@@ -9,8 +9,10 @@ and the batch statistics stay as they are.
 
 :func:`fused_step` (first order) scans the two phases, so XLA compiles the network's forward
 and backward pass once instead of twice (the price: the architecture phase also computes
-weight gradients it discards). :func:`two_phase_step` runs them one after the other, and is
-the only one that takes second-order hypergradients. Both return the updated
+weight gradients it discards). :func:`fused_fd_step` does the same for the paper's second
+order (finite differences, DARTS's order): its five network evaluations are one scan.
+:func:`two_phase_step` runs the phases one after the other, with any hypergradient
+(``exact`` only there). All return the updated
 ``(params, batch_stats, alpha, w_opt_state, a_opt_state)`` and the phases' metrics; the
 search's ``finish`` makes the next state of them.
 """
@@ -101,6 +103,124 @@ def fused_step(search, state, batches: tuple, keys: tuple, *, arch_phase: int, s
     xs = (jnp.arange(2), stacked, jnp.stack(keys))
     new, (loss, acc, gn_w, gn_a) = jax.lax.scan(phase_fn, init, xs)
     return new, _metrics(loss, acc, gn_w, gn_a, w_phase, arch_phase)
+
+
+# The stages of a fused finite-difference step: where each evaluates the network.
+_TRAIN_AT_W, _VAL_AT_W1, _TRAIN_AT_W_PLUS, _TRAIN_AT_W_MINUS, _TRAIN_AT_NEW_ALPHA = range(5)
+
+
+def fused_fd_step(search, state, batches: tuple, keys: tuple, lr, *, skip_arch=None):
+    """A finite-difference second-order step (DARTS Eq. 7-8, then the weight step) as one
+    ``lax.scan`` of five stages, so that XLA compiles the network's forward and backward
+    pass once instead of five times.
+
+    Each stage takes the loss and its gradients with respect to both the weights and alpha
+    at one point; the cheap updates between them are a ``lax.switch`` on the stage:
+
+    0. the training batch at ``(w, alpha)``: the virtual step ``w' = w - xi * (g + wd w +
+       mu buf)`` (:func:`jnas.strategies.bilevel.unrolled_weights`);
+    1. the validation batch at ``(w', alpha)``: ``v = grad_w'``, ``eps = 0.01 / ||v||``
+       (``bilevel.FD_EPSILON``) and
+       ``grad_alpha L_val(w', alpha)``;
+    2. and 3. the training batch at ``w + eps v`` and ``w - eps v``: the Hessian-vector
+       product's central difference, the hypergradient and alpha's Adam step;
+    4. the training batch at ``(w, new alpha)``: the weight step and its batch statistics.
+
+    The same numbers as :func:`two_phase_step` (DARTS's order). The price: stages 2 and 3
+    also compute weight gradients that they discard. With ``skip_arch`` true (a warm-up) the
+    virtual step is zero, so stage 1 is the validation loss at ``w`` (what the two-phase
+    step's forward-only phase reports), and alpha, Adam's moments and the reported alpha
+    gradient norm stay as that step leaves them.
+
+    Args and returns as :func:`two_phase_step` with ``arch_phase=0``.
+    """
+    val_batch, train_batch = batches
+    k_arch, k_w = keys
+    skip = jnp.asarray(False) if skip_arch is None else skip_arch
+    xi = jnp.where(skip, 0.0, lr)
+    buf = bilevel.momentum_buffer(state.w_opt_state)
+    params, alpha = state.params, state.alpha
+    if buf is None:
+        buf = jax.tree.map(jnp.zeros_like, params)
+    stacked = jax.tree.map(lambda t, v: jnp.stack([t, v, t, t, t]), train_batch, val_batch)
+    stage_keys = jnp.stack([k_arch, k_arch, k_arch, k_arch, k_w])
+    zeros_a = jax.tree.map(jnp.zeros_like, alpha)
+    scalar = jnp.zeros((), jnp.float32)
+    # carry: the point to evaluate next (weights, alpha), what the later stages need
+    # (v = grad_w' L_val, eps, grad_alpha L_val, grad_alpha at w+), and the state's parts.
+    init = dict(
+        w_eval=params,
+        a_eval=alpha,
+        v=jax.tree.map(jnp.zeros_like, params),
+        eps=scalar,
+        g_val=zeros_a,
+        g_plus=zeros_a,
+        params=params,
+        bs=state.batch_stats,
+        alpha=alpha,
+        w_opt=state.w_opt_state,
+        a_opt=state.a_opt_state,
+        gn_a=scalar,
+    )
+
+    def axpy(a, x, y):
+        return jax.tree.map(lambda xx, yy: yy + a * xx, x, y)
+
+    def stage_fn(c, xs):
+        stage, batch, key = xs
+        loss_fn = search._loss_fn(state.batch_stats, key, state.step)
+        (g_w, g_a), loss, (logits, new_bs) = bilevel.weight_and_alpha_gradient(
+            loss_fn, c["w_eval"], c["a_eval"], batch, search.axis_name
+        )
+
+        def virtual_step(c):
+            step = jax.tree.map(
+                lambda w, g, b: g + search.weight_decay * w + search.momentum * b,
+                params,
+                g_w,
+                buf,
+            )
+            return dict(c, w_eval=axpy(-xi, step, params))
+
+        def at_unrolled(c):
+            eps = bilevel.FD_EPSILON / jnp.sqrt(bilevel.tree_dot(g_w, g_w))
+            return dict(c, v=g_w, eps=eps, g_val=g_a, w_eval=axpy(eps, g_w, params))
+
+        def at_plus(c):
+            return dict(c, g_plus=g_a, w_eval=axpy(-c["eps"], c["v"], params))
+
+        def at_minus(c):
+            hvp = jax.tree.map(lambda p, m: (p - m) / (2 * c["eps"]), c["g_plus"], g_a)
+            g = jax.tree.map(lambda gv, h: gv - xi * h, c["g_val"], hvp)
+            new_alpha, new_a_opt = search.update_alpha(state, g, alpha, state.a_opt_state)
+            if skip_arch is not None:
+                new_alpha, new_a_opt = _pick(
+                    skip_arch, (alpha, state.a_opt_state), (new_alpha, new_a_opt)
+                )
+            gn = jnp.where(skip, 0.0, optax.global_norm(g))
+            return dict(
+                c, alpha=new_alpha, a_opt=new_a_opt, gn_a=gn, w_eval=params, a_eval=new_alpha
+            )
+
+        def weight_step(c):
+            new_params, new_w_opt = search.update_weights(g_w, state.w_opt_state, params)
+            return dict(c, params=new_params, w_opt=new_w_opt, bs=new_bs)
+
+        c = jax.lax.switch(stage, [virtual_step, at_unrolled, at_plus, at_minus, weight_step], c)
+        acc = oneshot.accuracy(logits, batch["label"])
+        return c, (loss, acc, optax.global_norm(g_w))
+
+    c, (loss, acc, gn_w) = jax.lax.scan(stage_fn, init, (jnp.arange(5), stacked, stage_keys))
+    new = (c["params"], c["bs"], c["alpha"], c["w_opt"], c["a_opt"])
+    metrics = {
+        "train_loss": loss[_TRAIN_AT_NEW_ALPHA],
+        "train_acc": acc[_TRAIN_AT_NEW_ALPHA],
+        "val_loss": loss[_VAL_AT_W1],
+        "val_acc": acc[_VAL_AT_W1],
+        "grad_norm_w": gn_w[_TRAIN_AT_NEW_ALPHA],
+        "grad_norm_alpha": c["gn_a"],
+    }
+    return new, metrics
 
 
 def weight_phase(search, state, params, batch_stats, alpha, w_opt_state, batch, key):

@@ -28,7 +28,7 @@ class ToyNet(nn.Module):
         return sum(arch["normal"][k] * y for k, y in enumerate(outs))
 
 
-def _search(*, fuse, weights_first, skip_warmup, arch_start_step=2):
+def _search(*, fuse, weights_first, skip_warmup, arch_start_step=2, hypergradient="first"):
     def arch(alpha, *_):
         return {"normal": jax.nn.softmax(alpha["normal"])}
 
@@ -46,6 +46,9 @@ def _search(*, fuse, weights_first, skip_warmup, arch_start_step=2):
         fuse_phases=fuse,
         weights_first=weights_first,
         skip_warmup=skip_warmup,
+        hypergradient=hypergradient,
+        weight_decay=3e-4,
+        momentum=0.9,
     )
 
 
@@ -60,16 +63,26 @@ def _batches(n):
     ]
 
 
-@pytest.mark.parametrize("weights_first", [False, True], ids=["darts_order", "gdas_order"])
+@pytest.mark.parametrize(
+    "weights_first, hypergradient",
+    [(False, "first"), (True, "first"), (False, "fd")],
+    ids=["darts_order", "gdas_order", "second_order_fd"],
+)
 @pytest.mark.parametrize("skip_warmup", [False, True], ids=["masked_warmup", "skipped_warmup"])
-def test_fused_and_two_phase_steps_agree(weights_first, skip_warmup):
-    """Three steps, the first two in the warm-up: both programs give the same state and
-    metrics, alpha stays put in the warm-up and moves after it, and each compiles once."""
+def test_fused_and_two_phase_steps_agree(weights_first, hypergradient, skip_warmup):
+    """Three steps, the first two in the warm-up: both programs (first order: the phases
+    fused; finite differences: the five evaluations fused) give the same state and metrics,
+    alpha stays put in the warm-up and moves after it, and each compiles once."""
     n = 3
     batches = _batches(n)
     results = {}
     for fuse in (True, False):
-        search = _search(fuse=fuse, weights_first=weights_first, skip_warmup=skip_warmup)
+        search = _search(
+            fuse=fuse,
+            weights_first=weights_first,
+            skip_warmup=skip_warmup,
+            hypergradient=hypergradient,
+        )
         state = search.init(jax.random.PRNGKey(1), batches[0]["image"][:2])
         alpha0 = state.alpha
         chex.clear_trace_counter()  # the counter is per place in the source, not per search
