@@ -44,6 +44,12 @@ def get_config() -> ml_collections.ConfigDict:
     # 5.4 GB), because XLA sums the vmapped input gradients in one reduction fusion that
     # materialises every depthwise tap.
     config.model.vmap_edges = False
+    # Each cell's edges as nn.scan loops over a buffer of its states (True): XLA compiles one
+    # edge per loop, not 14. Paper network, first order, batch 16, idle 2-core CPU
+    # (benchmarks/search_step.py --edges=scanned/looped, BUILD.md): compile 56 s instead of
+    # 190 s, but each step 1.35x slower (the loop copies every edge's saved activations into
+    # stacked buffers). Worth it for short runs; off for the paper's search.
+    config.model.scan_edges = False
     config.model.remat = False  # rematerialise each cell (less memory, more compute)
 
     config.optim_w = ml_collections.ConfigDict()
