@@ -403,17 +403,10 @@ class _Edge(nn.Module):
         return op(x, arch, self.train)
 
 
-class _ScanEdge(nn.Module):
+class _ScanEdge(_Edge):
     """One iteration of :meth:`SearchCell._scanned`: ``states[dst] += edge(x, arch_e)``,
     ``x`` state ``src`` of the buffer (or of ``sources``, the cell inputs of a reduction
     cell's stride-2 edges)."""
-
-    op_cls: Any
-    features: int
-    stride: int
-    primitives: tuple[str, ...]
-    bn_axis_name: str | None
-    train: bool
 
     @nn.compact
     def __call__(self, states, xs, sources):
