@@ -24,10 +24,6 @@ def get_config():
     config.model.n_nodes = 2
     config.model.multiplier = 2
     config.model.primitives = SMALL_OPS
-    # The tests compile this supernet many times and run it for a few steps: scanned edges
-    # compile several times faster (tests/spaces/darts_space_test.py holds them equal to
-    # the looped ones).
-    config.model.scan_edges = True
     config.search.epochs = 2
     config.search.batch_size = 16
     config.search.max_steps_per_epoch = 4
