@@ -44,14 +44,20 @@ def _parse():
     return p.parse_args()
 
 
+def use_darts_checkout(path: str, module: str) -> None:
+    """Put a quark0/darts checkout's ``cnn/`` (or ``path`` itself) first on ``sys.path``;
+    exit naming the problem when ``module`` is not there."""
+    cnn = os.path.join(path, "cnn")
+    if not os.path.isdir(cnn):
+        cnn = path
+    if not os.path.isfile(os.path.join(cnn, f"{module}.py")):
+        sys.exit(f"--darts={path}: no cnn/{module}.py there (want a checkout of quark0/darts)")
+    sys.path.insert(0, cnn)
+
+
 def main():
     args = _parse()
-    cnn = os.path.join(args.darts, "cnn")
-    if not os.path.isdir(cnn):
-        cnn = args.darts
-    if not os.path.isfile(os.path.join(cnn, "model.py")):
-        sys.exit(f"--darts={args.darts}: no cnn/model.py there (want a checkout of quark0/darts)")
-    sys.path.insert(0, cnn)
+    use_darts_checkout(args.darts, "model")
     import genotypes  # noqa: PLC0415  (DARTS's own modules, from the checkout)
     import model as darts_model  # noqa: PLC0415
     import torch  # noqa: PLC0415  (only this script needs torch)

@@ -20,12 +20,12 @@ CUDA is used); ``--json`` writes the rows with ``benchmarks/search_step.py``'s k
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import sys
 import time
 import warnings
+
+from torch_reference import use_darts_checkout
 
 
 def _parse():
@@ -44,12 +44,7 @@ def _parse():
 
 def main():
     args = _parse()
-    cnn = os.path.join(args.darts, "cnn")
-    if not os.path.isdir(cnn):
-        cnn = args.darts
-    if not os.path.isfile(os.path.join(cnn, "model_search.py")):
-        sys.exit(f"--darts={args.darts}: no cnn/model_search.py there (want quark0/darts)")
-    sys.path.insert(0, cnn)
+    use_darts_checkout(args.darts, "model_search")  # the script's folder is on sys.path
     import torch  # noqa: PLC0415  (only this script needs torch)
 
     cuda = torch.cuda.is_available()
