@@ -5,6 +5,7 @@ r"""Time one search step of the paper's search network, per method, order and ba
   python benchmarks/search_step.py --method=gdas --order=1 --batch=64 --json=out.json
   python benchmarks/search_step.py --method=darts,gdas,pcdarts,pdarts --order=1 --batch=64
   python benchmarks/search_step.py --method=darts,enas --order=1 --batch=64   # ENAS beside DARTS
+  python benchmarks/search_step.py --order=1 --batch=16 --compilation_cache=/tmp/c  # twice
 
 ``--method`` is a registered gradient strategy (``darts``, ``gdas``, ``pcdarts``, ``pdarts``:
 its first stage, 8 ops, ``snas``, ... any module that registers one), a comma-separated list
@@ -22,7 +23,11 @@ the first run of the step, ``step_s_median`` the median of ``--steps`` further r
 else the process's peak resident memory (CPU, compilation included), ``xla_mem_mb`` the
 buffers of the compiled step as XLA plans them (arguments, outputs and temporaries, less
 donated ones; the comparable figure on a CPU). Order 2 is the paper's finite-difference
-second order (``--hypergradient=exact`` for the autodiff variant). The step is compiled
+second order (``--hypergradient=exact`` for the autodiff variant). With
+``--compilation_cache=DIR`` the rows use JAX's persistent compilation cache as the entry points
+do (``cache``: ``miss`` compiled and written, ``hit`` loaded): run the command twice, and the
+second run's rows are what a resumed or repeated search pays (``compile_s`` tracing and
+loading, ``peak_mem_mb`` the step without XLA's compilation). The step is compiled
 ahead of time and then called with the same shapes, so it cannot recompile (a call that
 would recompile fails). ``--cost`` lowers the step without compiling it and prints XLA's
 cost model of it instead (StableHLO ops, flops, bytes accessed): seconds per row, and the
@@ -60,6 +65,7 @@ KEYS = (
     "compile_s",
     "peak_mem_mb",
     "xla_mem_mb",
+    "cache",
     "backend",
 )
 
@@ -86,10 +92,12 @@ def _peak_mib() -> float:
 
 
 def _step_row(args, order, times, compile_s, xla_mem, metrics) -> dict:
-    """The JSON row's keys every method has: step time, compile time, memory, loss."""
+    """The JSON row's keys every method has: step time, compile time, memory, loss, and
+    whether the step came from the persistent compilation cache."""
     import jax
 
     return {
+        "cache": _cache_state(args),
         "method": args.method,
         "order": order,
         "batch": args.batch,
@@ -102,11 +110,31 @@ def _step_row(args, order, times, compile_s, xla_mem, metrics) -> dict:
     }
 
 
+_CACHE_HITS = []
+
+
+def _cache_state(args) -> str:
+    """``"hit"`` (the step was loaded from ``--compilation_cache``), ``"miss"`` (compiled, and
+    written there) or ``"off"`` (no cache)."""
+    if not args.compilation_cache:
+        return "off"
+    return "hit" if _CACHE_HITS else "miss"
+
+
 def _row(args) -> dict:
-    from jnas.runner import use_runtime
+    from jnas.runner import setup_jax, use_runtime
     from jnas.strategies.base import kind_of
     from jnas.strategies.oneshot import gradient_strategy
 
+    if args.compilation_cache:
+        import jax
+
+        setup_jax(args.compilation_cache)
+        jax.monitoring.register_event_listener(
+            lambda event, **_: (
+                event == "/jax/compilation_cache/cache_hits" and _CACHE_HITS.append(event)
+            )
+        )
     if kind_of(args.method) == "shared":
         return _shared_row(args)
     strategy = gradient_strategy(args.method)
@@ -324,6 +352,12 @@ def main(argv=None):
         action="store_true",
         help="lower the step without compiling it; print its StableHLO op count, flops and bytes",
     )
+    p.add_argument(
+        "--compilation_cache",
+        help="JAX's persistent compilation cache directory (as the entry points use one): run "
+        "the command twice and the second run loads each step from it, so its compile_s is "
+        "the load time and its peak_MB the step's memory without compilation",
+    )
     p.add_argument("--json", help="also write the rows as a JSON list to this path")
     p.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -344,7 +378,7 @@ def main(argv=None):
     else:
         print(
             header + f"{'edges':>8} {'step_s':>8} {'compile_s':>9} {'peak_MB':>9} {'XLA_MB':>9}"
-            "  backend"
+            f" {'cache':>5}  backend"
         )
     for method in methods:
         for order in orders:
@@ -367,6 +401,8 @@ def main(argv=None):
                     f"--edges={args.edges}",
                 ]
                 cmd += ["--remat"] if args.remat else []
+                if args.compilation_cache:
+                    cmd.append(f"--compilation_cache={os.path.abspath(args.compilation_cache)}")
                 cmd += ["--cost"] if args.cost else []
                 out = subprocess.run(
                     cmd,
@@ -391,7 +427,8 @@ def main(argv=None):
                 print(
                     f"{method:8} {order:>5} {batch:>5} {row.get('edges', '-'):>8} "
                     f"{row['step_s_median']:>8.3f} "
-                    f"{row['compile_s']:>9.1f} {row['peak_mem_mb']:>9.0f} {xla:>9}  "
+                    f"{row['compile_s']:>9.1f} {row['peak_mem_mb']:>9.0f} {xla:>9} "
+                    f"{row['cache']:>5}  "
                     f"{row['backend']}"
                     + (
                         f"  controller: {row['ctrl_samples_per_s']:.1f} samples/s, "

@@ -77,7 +77,7 @@ def test_enas_search_sigkilled_resumes_bitwise(repo_root, run_script, tmp_path, 
 
     overrides = {"data.data_dir": fake_fmnist_dir}
     ref, workdir, summary = _kill_and_resume(
-        repo_root, run_script, tmp_path, "search", "enas_tiny", 4, overrides
+        repo_root, run_script, tmp_path, "search", "enas_tiny", 4, overrides, compiles_nothing=True
     )
     with open(os.path.join(ref, "summary.json")) as f:
         expected = json.load(f)

@@ -2,7 +2,9 @@
 SIGKILLs itself right after it saved checkpoint N (tests/scripts/kill_after_checkpoint.py),
 then rerun to the end; everything it computes must equal an uninterrupted run's, bit for bit:
 the final metrics, the genotype or the history rows, every metrics row and the last
-checkpointed state. The uninterrupted run is made first in the killed process."""
+checkpointed state. The uninterrupted run is made first in the killed process. A resumed
+retraining or one-shot search also compiles nothing the killed run compiled: it loads its
+programs from the persistent compilation cache."""
 
 from __future__ import annotations
 
@@ -44,10 +46,26 @@ def _last_checkpoint(workdir: str):
     return step, jax.tree.map(np.asarray, restored["state"]), restored["meta"]
 
 
+# A program that compiles in at least this long and that the resumed run did not find in
+# the persistent compilation cache (which keeps programs of 1 s or more) means its cache key
+# differs from the killed run's: a resume that recompiles what it ran before.
+RECOMPILE_S = 3.0
+
+
 def _kill_and_resume(
-    repo_root, run_script, tmp_path, runner, config, kill, overrides, after_kill=None
+    repo_root,
+    run_script,
+    tmp_path,
+    runner,
+    config,
+    kill,
+    overrides,
+    after_kill=None,
+    compiles_nothing=False,
 ):
     """Kill at ``kill`` (a checkpoint step N, or ``"N+K"``: K history rows after it), resume.
+    ``compiles_nothing``: the resumed run loads every costly program from the persistent
+    compilation cache (for host loops whose programs do not depend on what they find).
 
     Returns ``(reference workdir, resumed workdir, resumed summary)``.
     """
@@ -68,6 +86,8 @@ def _kill_and_resume(
         after_kill(workdir)
     out = run_script(SCRIPT, runner, config, workdir, "none", json.dumps(overrides))
     assert out["saved"] and min(out["saved"]) > kill_at, out["saved"]  # it resumed
+    if compiles_nothing:
+        assert not [w for w in out["cache_writes"] if w[1] >= RECOMPILE_S], out["cache_writes"]
     return ref, workdir, out["summary"]
 
 
@@ -84,7 +104,7 @@ def test_retraining_resumes_bitwise(repo_root, run_script, tmp_path, fake_fmnist
     # mid-epoch 2, after the best checkpoint of epoch 1.
     overrides = {"data.data_dir": fake_fmnist_dir}
     ref, workdir, summary = _kill_and_resume(
-        repo_root, run_script, tmp_path, "train", "eval_tiny", 6, overrides
+        repo_root, run_script, tmp_path, "train", "eval_tiny", 6, overrides, compiles_nothing=True
     )
     with open(os.path.join(ref, "results.json")) as f:
         expected = _untimed(json.load(f))
@@ -99,7 +119,7 @@ def test_one_shot_search_resumes_bitwise(repo_root, run_script, tmp_path, fake_f
     # mid-epoch 2, after epoch 1's genotype was written.
     overrides = {"data.data_dir": fake_fmnist_dir}
     ref, workdir, summary = _kill_and_resume(
-        repo_root, run_script, tmp_path, "search", "darts_tiny", 6, overrides
+        repo_root, run_script, tmp_path, "search", "darts_tiny", 6, overrides, compiles_nothing=True
     )
     with open(os.path.join(ref, "genotype.txt")) as f:
         genotype = f.read()

@@ -11,7 +11,9 @@ tests/runner/resume_test.py).
   itself (``Checkpointer.save`` is wrapped: the save completes, then SIGKILL); ``N+K``:
   after that save, once K more children were added to a discrete search's history (a kill
   in the middle of a round); ``none``: run to the end and print ``RESULT`` +
-  ``{"summary": ..., "saved": [steps saved]}``;
+  ``{"summary": ..., "saved": [steps saved], "cache_writes": [[program, compile s], ...]}``
+  (the programs this run compiled and wrote to the persistent compilation cache: those that
+  took at least ``jax_persistent_cache_min_compile_time_secs`` and were not in it);
 * OVERRIDES: a JSON object of dotted config overrides (``{"data.data_dir": ...}``);
 * REFERENCE_WORKDIR: first run the config uninterrupted there (same process, so the killed
   run reuses its compiled steps).
@@ -22,6 +24,8 @@ import json
 import os
 import signal
 import sys
+
+import jax
 
 from jnas.config import with_overrides
 from jnas.runner import run_search, setup_jax
@@ -35,6 +39,23 @@ run = {"train": train, "search": run_search}[runner]
 config = importlib.import_module(f"experiments.configs.{config_name}").get_config()
 config = with_overrides(config, overrides)
 setup_jax()  # the compilation cache of $JNAS_COMPILATION_CACHE, as the entry points
+
+# The programs compiled and written to the cache (a write happens inside the compile's span).
+cache_writes, pending_writes = [], []
+jax.monitoring.register_event_listener(
+    lambda event, **_: (
+        event == "/jax/compilation_cache/cache_misses" and pending_writes.append(event)
+    )
+)
+
+
+def _on_compile(event, seconds, fun_name="?", **_):
+    if event == "/jax/core/compile/backend_compile_duration" and pending_writes:
+        cache_writes.append([fun_name, round(seconds, 2)])
+        pending_writes.clear()
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_compile)
 
 if reference is not None:
     run(config, reference)
@@ -76,5 +97,7 @@ if rows_after:
     History.add = add_then_kill
 
 Checkpointer.save = save_then_kill
+cache_writes.clear()  # the reference run's
 summary = run(config, workdir)
-print("RESULT" + json.dumps({"summary": summary, "saved": saved}, default=str))
+result = {"summary": summary, "saved": saved, "cache_writes": cache_writes}
+print("RESULT" + json.dumps(result, default=str))
