@@ -65,12 +65,11 @@ class Parallel:
         if self.pmap:
             out = fn(*args)
             jax.block_until_ready(out)
-        else:
-            fn.lower(*args).compile()
             runtime.release_freed_memory()
-            out = fn(*args)
+            return out
+        fn.lower(*args).compile()
         runtime.release_freed_memory()
-        return out
+        return fn(*args)
 
     def put(self, state):
         """The state on the devices: replicated on a leading device axis under pmap."""
