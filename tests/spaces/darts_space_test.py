@@ -388,7 +388,9 @@ def _restack_edges(loop_cell, edges, reduction):
     return out
 
 
-@pytest.mark.parametrize("reduction", [False, True])
+# The reduction cell runs both loops (stride 2 from the inputs, stride 1 from the nodes);
+# the normal cell's one loop is the same module, so it runs under -m slow (about 20 s).
+@pytest.mark.parametrize("reduction", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_scanned_edges_equal_looped_edges(reduction):
     """``scan_edges``: the cell's edges as loops over a buffer of states compute what one
     module per edge computes, forward (train mode) and gradients of weights and alpha. Four
