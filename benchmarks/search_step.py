@@ -157,8 +157,6 @@ def _measure(args, strategy, config, runtime) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from jnas import runtime as jruntime
-
     searcher = strategy(config, num_classes=10, steps_per_epoch=100, axis_name=None)
     rng = np.random.default_rng(0)
 
@@ -177,7 +175,6 @@ def _measure(args, strategy, config, runtime) -> dict:
     t = time.perf_counter()
     step = jax.jit(searcher.step, donate_argnums=0, compiler_options=runtime.xla_options)
     step = step.lower(state, tb, vb).compile()
-    jruntime.release_freed_memory()  # as the host loops do (Parallel.first_call)
     state, m = step(state, tb, vb)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t
@@ -209,7 +206,6 @@ def _shared_row(args) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from jnas import runtime as jruntime
     from jnas.runner import use_runtime
     from jnas.strategies.enas import shared_strategy
 
@@ -239,7 +235,6 @@ def _shared_row(args) -> dict:
         t = time.perf_counter()
         step = jax.jit(searcher.train_step, donate_argnums=0, compiler_options=runtime.xla_options)
         step = step.lower(state, arch, tb).compile()
-        jruntime.release_freed_memory()
         state, m = step(state, arch, tb)
         jax.block_until_ready(m)
         compile_s = time.perf_counter() - t

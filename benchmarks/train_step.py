@@ -127,7 +127,6 @@ def _bench(batch: int, runtime: settings.Resolved) -> dict:
     t0 = time.time()
     compiled = step.lower(state, batch_data, jax.random.PRNGKey(1)).compile()
     compile_s = time.time() - t0
-    jnas.runtime.release_freed_memory()  # as the host loops do (Parallel.first_call)
     for i in range(max(1, FLAGS.warmup)):
         state, m = compiled(state, batch_data, jax.random.PRNGKey(100 + i))
         jax.block_until_ready(m)

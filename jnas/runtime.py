@@ -22,13 +22,6 @@ Nothing is changed where the C library is not glibc, where ``GLIBC_TUNABLES`` al
 malloc parameters, or with ``JNAS_MALLOC=0`` (the opt-out, honoured by every entry point).
 The same effect for any process, from its start: ``GLIBC_TUNABLES=glibc.malloc.arena_max=1:
 glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615``.
-
-Keeping freed memory has one cost: XLA's compiler frees most of what it allocates, and the
-never-trim setting keeps those pages resident, with the compiled step's buffers then placed
-above them. :func:`release_freed_memory` (glibc's ``malloc_trim``) gives the free pages back
-once: :meth:`jnas.runner.parallel.Parallel.first_call` compiles a step, releases, then runs
-it. The paper's first-order DARTS search step (8 cells, batch 16): 2.7 GB resident after
-compiling and 4.2 GB peak once the step ran; 3.7 GB peak with the release.
 """
 
 from __future__ import annotations
@@ -39,7 +32,7 @@ import os
 import platform
 import sys
 
-__all__ = ["malloc_status", "release_freed_memory", "tune_malloc"]
+__all__ = ["malloc_status", "tune_malloc"]
 
 # mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -92,18 +85,6 @@ def tune_malloc() -> str:
         else:
             _status = "on"
     return _status
-
-
-def release_freed_memory() -> bool:
-    """Return the heap's free pages to the OS (glibc ``malloc_trim(0)``), where
-    :func:`tune_malloc` is on: the memory a compilation freed stops counting against the
-    process. Live buffers are untouched; a step's temporaries freed by then are faulted back
-    in once by the next step. Returns whether it ran (nothing happens where the settings are
-    off: this process's memory is then glibc's to manage as usual)."""
-    if _status != "on":
-        return False
-    ctypes.CDLL(None).malloc_trim(0)
-    return True
 
 
 def malloc_status() -> str:

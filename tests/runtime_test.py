@@ -1,6 +1,5 @@
 """Tests for jnas.runtime: importing jnas changes nothing; the entry points tune malloc so
-that steps stop page-faulting their temporaries, and the release after compiling gives freed
-memory back (tests/scripts/malloc_faults.py)."""
+that steps stop page-faulting their temporaries (tests/scripts/malloc_faults.py)."""
 
 from __future__ import annotations
 
@@ -26,19 +25,6 @@ def test_import_leaves_malloc_alone_and_entry_points_tune_it(run_script):
     assert search_off["faults"] > 4_000, search_off
     for tuned in (train, search):
         assert tuned["faults"] < imported["faults"] / 20, (tuned, imported)
-
-
-@glibc_only
-def test_release_returns_freed_memory_only_where_malloc_is_tuned(run_script):
-    # Tuned, glibc keeps a freed block resident (the never-trim setting) until the release;
-    # with JNAS_MALLOC=0 the release does nothing (glibc manages the process as usual).
-    on = run_script("malloc_faults.py", "release")
-    off = run_script("malloc_faults.py", "release", env={"JNAS_MALLOC": "0"})
-    rss = on["rss"]
-    assert on["status"] == "on" and on["released"] is True
-    assert rss["before"] - rss["freed"] < 16, rss  # freed, still resident
-    assert rss["freed"] - rss["after"] > 200, rss  # 256 MB given back
-    assert off["status"] == "off: JNAS_MALLOC=0" and off["released"] is False
 
 
 def test_late_call_is_reported(run_script):

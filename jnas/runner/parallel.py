@@ -50,28 +50,6 @@ class Parallel:
             return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, donate_argnums=donate)
         return jax.jit(fn, donate_argnums=donate, compiler_options=self.xla_options)
 
-    def first_call(self, fn: Callable, *args):
-        """The first call of a step from :meth:`compile`, where its memory peak is set.
-
-        XLA's compiler frees most of what it allocates, and with the entry points' malloc
-        settings (:mod:`jnas.runtime`) glibc keeps it resident: a step run right after
-        compiling places its buffers above that garbage. Under jit the step is compiled
-        ahead for ``args`` (the call then runs the cached program, nothing compiles twice)
-        and :func:`jnas.runtime.release_freed_memory` runs in between; under pmap it runs
-        after the call. Returns the call's result.
-        """
-        from jnas import runtime
-
-        if self.pmap:
-            out = fn(*args)
-            jax.block_until_ready(out)
-        else:
-            fn.lower(*args).compile()
-            runtime.release_freed_memory()
-            out = fn(*args)
-        runtime.release_freed_memory()
-        return out
-
     def put(self, state):
         """The state on the devices: replicated on a leading device axis under pmap."""
         if not self.pmap:

@@ -80,15 +80,10 @@ class _Steps:
         self.eval_prepare = jax.jit(eval_prepare)
         self.step = parallel.compile(search.step)
         self.eval = parallel.compile(search.eval_step, donate_state=False)
-        self.compiled = False
 
     def run(self, state, step, train, val):
         tb, vb = self.augment(step, *train, *val)
-        args = (state, self.parallel.shard(tb), self.parallel.shard(vb))
-        if self.compiled:
-            return self.step(*args)
-        self.compiled = True
-        return self.parallel.first_call(self.step, *args)
+        return self.step(state, self.parallel.shard(tb), self.parallel.shard(vb))
 
     def evaluate(self, state, images, labels, batch_size):
         """Mean loss and accuracy over a whole split (the last batch padded, padding masked)."""

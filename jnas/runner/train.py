@@ -179,17 +179,11 @@ class _Steps:
         # the global batch and each device takes its slice (see drop_path_scales).
         self.step = parallel.compile(trainer.step, in_axes=(0, 0, None))
         self.eval = parallel.compile(trainer.eval_step, donate_state=False)
-        self.compiled = False
 
     def run(self, state, step: int, images, labels):
         batch = self.augment(step, images, labels)
         key = jax.random.fold_in(self.drop_key, step)
-        args = (state, self.parallel.shard(batch), key)
-        if self.compiled:
-            state, metrics = self.step(*args)
-        else:
-            self.compiled = True
-            state, metrics = self.parallel.first_call(self.step, *args)
+        state, metrics = self.step(state, self.parallel.shard(batch), key)
         return state, self.parallel.get(jax.device_get(metrics))
 
     def evaluate(self, state, images, labels, batch_size: int) -> dict:

@@ -5,7 +5,6 @@ settings' status (tests/runtime_test.py).
   python tests/scripts/malloc_faults.py train    # measure inside experiments.train's main
   python tests/scripts/malloc_faults.py search   # measure inside experiments.search's main
   python tests/scripts/malloc_faults.py late     # run JAX first, then call tune_malloc
-  python tests/scripts/malloc_faults.py release  # tune_malloc, free 256 MB, release_freed_memory
 
 In ``train`` and ``search`` the entry point's host loop is replaced by the measurement, so
 it runs where the retraining or search would, after everything the entry point set up.
@@ -63,7 +62,6 @@ def run_entry_point(module_name: str, config: str, attr: str, summary: dict) -> 
 
 
 mode = sys.argv[1]
-extra = {}
 if mode == "import":
     import jnas
     import jnas.runner.discrete
@@ -80,28 +78,6 @@ elif mode == "search":
     faults = run_entry_point(
         "experiments.search", "experiments/configs/nasrl_tiny.py", "run_search", summary
     )
-elif mode == "release":
-    # The resident MB a freed 256 MB block keeps (below a live block, as a compilation's
-    # garbage lies below the step's buffers), then after release_freed_memory.
-    import numpy as np
-
-    import jnas.runtime
-
-    jnas.runtime.tune_malloc()
-
-    def rss_mb() -> float:
-        with open("/proc/self/status") as f:
-            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
-
-    block = np.ones(256 * 2**18, np.float32)  # 256 MB, touched
-    above = np.ones(2**18, np.float32)  # 1 MB allocated after it
-    before = rss_mb()
-    del block
-    freed = rss_mb()
-    released = jnas.runtime.release_freed_memory()
-    extra = {"rss": {"before": before, "freed": freed, "after": rss_mb()}, "released": released}
-    faults = None
-    del above
 elif mode == "late":
     import jax
 
@@ -115,4 +91,4 @@ else:
 
 import jnas.runtime  # noqa: E402
 
-print("RESULT" + json.dumps(dict(status=jnas.runtime.malloc_status(), faults=faults, **extra)))
+print("RESULT" + json.dumps(dict(status=jnas.runtime.malloc_status(), faults=faults)))
