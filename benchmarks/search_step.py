@@ -27,7 +27,7 @@ second order (``--hypergradient=exact`` for the autodiff variant). With
 ``--compilation_cache=DIR`` the rows use JAX's persistent compilation cache as the entry points
 do (``cache``: ``miss`` compiled and written, ``hit`` loaded): run the command twice, and the
 second run's rows are what a resumed or repeated search pays (``compile_s`` tracing and
-loading, ``peak_mem_mb`` the step without XLA's compilation). The step is compiled
+loading, ``peak_mem_mb`` the loader's memory instead of the compiler's). The step is compiled
 ahead of time and then called with the same shapes, so it cannot recompile (a call that
 would recompile fails). ``--cost`` lowers the step without compiling it and prints XLA's
 cost model of it instead (StableHLO ops, flops, bytes accessed): seconds per row, and the
@@ -356,7 +356,7 @@ def main(argv=None):
         "--compilation_cache",
         help="JAX's persistent compilation cache directory (as the entry points use one): run "
         "the command twice and the second run loads each step from it, so its compile_s is "
-        "the load time and its peak_MB the step's memory without compilation",
+        "tracing and loading and its peak_MB the loader's memory, not the compiler's",
     )
     p.add_argument("--json", help="also write the rows as a JSON list to this path")
     p.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
