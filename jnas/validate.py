@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jnas.errors import ConfigError, JnasError, clip
+from jnas.ops.precision import COMPUTE_DTYPES
 
 __all__ = [
     "RULES",
@@ -134,6 +135,7 @@ RULES: tuple[Rule, ...] = _rules(
         "model.network": _choice("cifar", "imagenet"),
         "model.auxiliary": _bool(),
         "model.scan_cells": _bool(),
+        "model.compute_dtype": _choice(*COMPUTE_DTYPES),
         # one-shot search
         "search.epochs": _int(1),
         "search.batch_size": _int(1),

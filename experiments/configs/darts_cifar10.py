@@ -51,6 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
     # stacked buffers). Worth it for short runs; off for the paper's search.
     config.model.scan_edges = False
     config.model.remat = False  # rematerialise each cell (less memory, more compute)
+    # The dtype the network computes in: "float32", or "bfloat16" (mixed precision: weights,
+    # optimizer state, batch statistics and the loss stay float32; jnas/ops/precision.py).
+    config.model.compute_dtype = "float32"
 
     config.optim_w = ml_collections.ConfigDict()
     config.optim_w.lr = 0.025

@@ -45,6 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
     # One nn.scan per run of identical cells: a smaller program to compile, the same
     # parameters and function (benchmarks/train_step.py --scan_cells compares them).
     config.model.scan_cells = False
+    # The dtype the network computes in: "float32", or "bfloat16" (mixed precision: weights,
+    # optimizer state, batch statistics and the loss stay float32; jnas/ops/precision.py).
+    config.model.compute_dtype = "float32"
 
     config.optim = ml_collections.ConfigDict()
     config.optim.lr = 0.025

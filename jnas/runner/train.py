@@ -38,6 +38,7 @@ import numpy as np
 
 from jnas import data as jdata
 from jnas.errors import ConfigError
+from jnas.ops import precision
 from jnas.runner import use_runtime
 from jnas.runner.checkpoint import Checkpointer, IncompatibleCheckpointError, write_json
 from jnas.runner.parallel import Parallel
@@ -94,6 +95,7 @@ def build_trainer(
         aux_weight=t.auxiliary_weight if m.auxiliary else 0.0,
         label_smoothing=t.label_smoothing,
         axis_name=axis_name,
+        compute_dtype=precision.compute_dtype(m.get("compute_dtype")),
     )
 
 

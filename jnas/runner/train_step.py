@@ -26,6 +26,7 @@ import ml_collections
 import optax
 from flax import struct
 
+from jnas.ops.precision import to_compute, to_float32
 from jnas.runner.parallel import classification_sums
 from jnas.strategies.oneshot import epoch_cosine
 
@@ -96,6 +97,8 @@ class Retrainer:
       aux_weight: weight of the auxiliary head's loss.
       label_smoothing: label smoothing of the training loss.
       axis_name: the pmap axis, or None on one device.
+      compute_dtype: the dtype the network computes in (:mod:`jnas.ops.precision`); the
+        weights, optimizer state, batch statistics and loss stay float32.
     """
 
     model: nn.Module
@@ -107,6 +110,7 @@ class Retrainer:
     aux_weight: float = 0.0
     label_smoothing: float = 0.0
     axis_name: str | None = None
+    compute_dtype: Any = jnp.float32
 
     def init(self, key: jax.Array, sample_images: jax.Array) -> TrainState:
         """Initialise weights, batch statistics and the optimizer state."""
@@ -124,6 +128,9 @@ class Retrainer:
             opt_state=self.tx.init(params),
         )
 
+    def _cast(self, tree):
+        return to_compute(tree, self.compute_dtype)
+
     def drop_prob(self, step: jax.Array) -> jax.Array:
         """DARTS: ``drop_path_prob * epoch / epochs``, the epoch counted from 0."""
         epoch = step // self.steps_per_epoch
@@ -140,13 +147,14 @@ class Retrainer:
 
         def loss_fn(params):
             (logits, logits_aux), updates = self.model.apply(
-                {"params": params, "batch_stats": state.batch_stats},
-                batch["image"],
+                {"params": self._cast(params), "batch_stats": state.batch_stats},
+                self._cast(batch["image"]),
                 train=True,
                 drop_path_prob=drop,
                 mutable=["batch_stats"],
                 rngs={"dropout": key},
             )
+            logits, logits_aux = to_float32(logits), to_float32(logits_aux)
             main = classification_loss(logits, batch["label"], self.label_smoothing)
             loss = main
             if logits_aux is not None and self.aux_weight:
@@ -180,10 +188,11 @@ class Retrainer:
         ``batch["weight"]`` (optional, 0 or 1 per example) masks out padding.
         """
         logits, _ = self.model.apply(
-            {"params": state.params, "batch_stats": state.batch_stats},
-            batch["image"],
+            {"params": self._cast(state.params), "batch_stats": state.batch_stats},
+            self._cast(batch["image"]),
             train=False,
         )
+        logits = to_float32(logits)
         return classification_sums(
             logits, batch["label"], batch.get("weight"), axis_name=self.axis_name
         )

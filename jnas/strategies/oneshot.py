@@ -52,6 +52,7 @@ import ml_collections
 import optax
 from flax import struct
 
+from jnas.ops import precision
 from jnas.runner.parallel import classification_sums
 from jnas.spaces.base import OneShotSpace, make_space
 from jnas.strategies import bilevel
@@ -185,6 +186,9 @@ class OneShotSearch:
         (``lax.cond``) instead of masking its update.
       extra_metrics_fn: ``step -> {name: scalar}`` logged with every step (e.g. GDAS's
         temperature), or None.
+      compute_dtype: the dtype the supernet computes in (:mod:`jnas.ops.precision`): the
+        weights and the per-edge architecture weights are cast to it at the call; the
+        weights, alpha, optimizer states, batch statistics and losses stay float32.
     """
 
     model: nn.Module
@@ -205,6 +209,7 @@ class OneShotSearch:
     weights_first: bool = False
     skip_warmup: bool = False
     extra_metrics_fn: Callable[[jax.Array], dict] | None = None
+    compute_dtype: Any = jnp.float32
 
     def __post_init__(self):
         if self.hypergradient not in bilevel.HYPERGRADIENTS:
@@ -251,6 +256,7 @@ class OneShotSearch:
             axis_name=axis_name,
             arch_start_step=int(s.arch_start_epoch) * steps_per_epoch,
             fuse_phases=s.get("fuse_phases", True),
+            compute_dtype=precision.compute_dtype(config.model.get("compute_dtype")),
         )
         if s.get("skip_warmup") is not None:
             kw["skip_warmup"] = bool(s.skip_warmup)
@@ -289,17 +295,21 @@ class OneShotSearch:
             key=k_state,
         )
 
+    def _cast(self, tree):
+        return precision.to_compute(tree, self.compute_dtype)
+
     def _loss_fn(self, batch_stats, key, step, train=True):
         def loss_fn(params, alpha, batch):
             arch = self.arch_fn(alpha, key, step) if train else self.eval_arch_fn(alpha)
             logits, updates = self.model.apply(
-                {"params": params, "batch_stats": batch_stats},
-                batch["image"],
-                arch,
+                {"params": self._cast(params), "batch_stats": batch_stats},
+                self._cast(batch["image"]),
+                self._cast(arch),
                 train=True,
                 mutable=["batch_stats"],
                 rngs={"dropout": jax.random.fold_in(key, 1)},
             )
+            logits = precision.to_float32(logits)
             loss = cross_entropy(logits, batch["label"])
             return loss, (logits, updates["batch_stats"])
 
@@ -379,11 +389,12 @@ class OneShotSearch:
         """Loss and accuracy sums on a batch with running BN statistics (``model.eval()``);
         ``batch["weight"]`` (optional, 0 or 1 per example) masks out padding."""
         logits = self.model.apply(
-            {"params": state.params, "batch_stats": state.batch_stats},
-            batch["image"],
-            self.eval_arch_fn(state.alpha),
+            {"params": self._cast(state.params), "batch_stats": state.batch_stats},
+            self._cast(batch["image"]),
+            self._cast(self.eval_arch_fn(state.alpha)),
             train=False,
         )
+        logits = precision.to_float32(logits)
         return classification_sums(logits, batch["label"], batch.get("weight"), self.axis_name)
 
 

@@ -1,0 +1,168 @@
+"""Mixed precision (``config.model.compute_dtype="bfloat16"``, :mod:`jnas.ops.precision`).
+
+References: the float32 step at the same weights and batch (losses, gradient norms and
+update directions agree to bfloat16's precision), and two invariants: every convolution and
+matrix product of a bfloat16 step takes bfloat16 operands (nothing promotes the network back
+to float32 on the way), and what the step returns to keep is float32.
+"""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import eval_tiny
+from jnas import validate
+from jnas.config import with_overrides
+from jnas.errors import ConfigError
+from jnas.ops import precision
+from jnas.runner.train import build_trainer
+from jnas.spaces.published import get_genotype
+from jnas.strategies.oneshot import gradient_strategy
+from tests.strategies.search_helpers import TINY
+
+HEAVY = ("conv_general_dilated", "dot_general")
+
+
+def heavy_operand_dtypes(fn, *args) -> list[str]:
+    """The operand dtypes of every convolution and matrix product in ``fn``'s jaxpr, nested
+    jaxprs (scans, conds, custom derivatives) included."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name in HEAVY:
+                found.extend(str(v.aval.dtype) for v in eqn.invars)
+            for sub in jax.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+def float_dtypes(tree) -> set[str]:
+    return {str(x.dtype) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)}
+
+
+def batch(channels=3):
+    rng = np.random.default_rng(0)
+    image = jnp.asarray(rng.normal(size=(4, 16, 16, channels)), jnp.float32)
+    return {"image": image, "label": jnp.asarray([1, 2, 3, 4], jnp.int32)}
+
+
+def cosine(a, b) -> float:
+    a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(a)])
+    b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(b)])
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_to_compute_casts_float32_leaves_only():
+    tree = {"w": jnp.ones((2,)), "n": jnp.arange(3), "h": jnp.ones((1,), jnp.float16)}
+    out = precision.to_compute(tree, jnp.bfloat16)
+    assert out["w"].dtype == jnp.bfloat16
+    assert out["n"].dtype == jnp.int32 and out["h"].dtype == jnp.float16
+    assert precision.to_compute(tree, jnp.float32) is tree  # float32: the same program
+    assert precision.to_float32(None) is None
+    with pytest.raises(ValueError, match="'float16' is not one of 'float32', 'bfloat16'"):
+        precision.compute_dtype("float16")
+
+
+def test_config_check_names_a_bad_compute_dtype():
+    config = eval_tiny.get_config()
+    config.model.compute_dtype = "half"
+    with pytest.raises(ConfigError, match="model.compute_dtype"):
+        validate.check_train_config(config)
+
+
+def _retrainer(dtype):
+    config = eval_tiny.get_config()
+    config.model.compute_dtype = dtype
+    return build_trainer(config, get_genotype("DARTS_V2"), num_classes=10, steps_per_epoch=10)
+
+
+def test_bfloat16_retraining_step_matches_float32():
+    data = batch()
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        trainer = _retrainer(dtype)
+        state = trainer.init(jax.random.PRNGKey(0), data["image"])
+
+        def step(state, trainer=trainer):
+            return trainer.step(state, data, jax.random.PRNGKey(1))
+
+        operands = heavy_operand_dtypes(step, state)
+        assert operands and set(operands) == {dtype}, sorted(set(operands))
+        new, metrics = jax.jit(step)(state)
+        runs[dtype] = (state, new, metrics)
+    state, new, metrics = runs["bfloat16"]
+    assert float_dtypes((new.params, new.opt_state, new.batch_stats)) == {"float32"}
+    ref_state, ref_new, ref = runs["float32"]
+    np.testing.assert_allclose(metrics["train_loss"], ref["train_loss"], rtol=1e-2)
+    np.testing.assert_allclose(metrics["grad_norm"], ref["grad_norm"], rtol=3e-2)
+    # The first SGD step moves the weights along the gradient: the same direction.
+    move = jax.tree.map(lambda a, b: a - b, new.params, state.params)
+    ref_move = jax.tree.map(lambda a, b: a - b, ref_new.params, ref_state.params)
+    assert cosine(move, ref_move) > 0.99
+    # The running statistics are updated in float32 from the bfloat16 activations.
+    assert cosine(new.batch_stats, ref_new.batch_stats) > 0.999
+
+
+def _searcher(name, dtype):
+    """The method's Fashion-MNIST config with the tiny supernet of the search tests."""
+    config = importlib.import_module(f"experiments.configs.{name}_fashion_mnist").get_config()
+    model = {k: v for k, v in TINY.items() if k.startswith("model.")}
+    overrides = {**model, "model.compute_dtype": dtype, "search.arch_start_epoch": 0}
+    config = with_overrides(config, overrides)
+    strategy = gradient_strategy(name)
+    return strategy(strategy.stage_configs(config)[0], num_classes=10, steps_per_epoch=10)
+
+
+@pytest.mark.parametrize("name", ["darts", "gdas"])
+def test_bfloat16_search_step_computes_in_bfloat16(name):
+    """The supernet's ops (GDAS: every branch of each edge's switch) take bfloat16; the
+    weights, alpha and both optimizer states the step returns are float32."""
+    data = batch(channels=1)
+    search = _searcher(name, "bfloat16")
+    state = search.init(jax.random.PRNGKey(0), data["image"])
+
+    def step(state):
+        return search.step(state, data, data)
+
+    operands = heavy_operand_dtypes(step, state)
+    assert operands and set(operands) == {"bfloat16"}, sorted(set(operands))
+    new, metrics = jax.eval_shape(step, state)
+    kept = (new.params, new.alpha, new.w_opt_state, new.a_opt_state, new.batch_stats)
+    assert float_dtypes(kept) == {"float32"}
+    assert metrics["train_loss"].dtype == jnp.float32
+
+
+@pytest.mark.slow
+def test_bfloat16_darts_step_matches_float32():
+    data = batch(channels=1)
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        search = _searcher("darts", dtype)
+        state = search.init(jax.random.PRNGKey(0), data["image"])
+        new, metrics = jax.jit(search.step)(state, data, data)
+        runs[dtype] = (state, new, metrics)
+    state, new, metrics = runs["bfloat16"]
+    ref_state, ref_new, ref = runs["float32"]
+    np.testing.assert_allclose(metrics["val_loss"], ref["val_loss"], rtol=1e-2)
+    np.testing.assert_allclose(metrics["grad_norm_w"], ref["grad_norm_w"], rtol=1e-1)
+    np.testing.assert_allclose(metrics["grad_norm_alpha"], ref["grad_norm_alpha"], rtol=1e-1)
+    move = jax.tree.map(lambda a, b: a - b, new.params, state.params)
+    ref_move = jax.tree.map(lambda a, b: a - b, ref_new.params, ref_state.params)
+    assert cosine(move, ref_move) > 0.95
+    # Adam's first step is lr * sign(gradient): alpha moves the same way on (almost) every
+    # entry; those whose gradient is near zero may flip.
+    signs = [
+        np.sign(a - b) for a, b in zip(jax.tree.leaves(new.alpha), jax.tree.leaves(state.alpha))
+    ]
+    ref_signs = [
+        np.sign(a - b)
+        for a, b in zip(jax.tree.leaves(ref_new.alpha), jax.tree.leaves(ref_state.alpha))
+    ]
+    agree = np.mean(np.concatenate([np.ravel(a == b) for a, b in zip(signs, ref_signs)]))
+    assert agree >= 0.9
