@@ -67,6 +67,10 @@ KEYS = (
     "xla_mem_mb",
     "cache",
     "backend",
+    "compute_dtype",
+    "step_gflop",
+    "tflops_per_s",
+    "peak_pct",
 )
 
 
@@ -107,6 +111,7 @@ def _step_row(args, order, times, compile_s, xla_mem, metrics) -> dict:
         "xla_mem_mb": None if xla_mem is None else round(xla_mem, 1),
         "backend": jax.default_backend(),
         "loss": float(metrics["train_loss"]),
+        "compute_dtype": args.compute_dtype,
     }
 
 
@@ -145,6 +150,7 @@ def _row(args) -> dict:
     config.search.arch_start_epoch = 0  # time the full step, not a warm-up one
     if args.remat:
         config.model.remat = True
+    config.model.compute_dtype = args.compute_dtype
     if args.edges != "config":
         config.model.vmap_edges = args.edges == "vmapped"
         config.model.scan_edges = args.edges == "scanned"
@@ -156,6 +162,8 @@ def _measure(args, strategy, config, runtime) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
+
+    from benchmarks.flops import compiled_flops, flops_fields
 
     searcher = strategy(config, num_classes=10, steps_per_epoch=100, axis_name=None)
     rng = np.random.default_rng(0)
@@ -179,6 +187,7 @@ def _measure(args, strategy, config, runtime) -> dict:
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t
     xla_mem = _xla_mib(step.memory_analysis())
+    flops = compiled_flops(step)
     times = []
     for _ in range(args.steps):
         tb, vb = batch(), batch()
@@ -188,7 +197,9 @@ def _measure(args, strategy, config, runtime) -> dict:
         times.append(time.perf_counter() - t)
     net = searcher.model
     edges = "scanned" if net.scan_edges else "vmapped" if net.vmap_edges else "looped"
-    return {**_step_row(args, args.order, times, compile_s, xla_mem, m), "edges": edges}
+    row = _step_row(args, args.order, times, compile_s, xla_mem, m)
+    row.update(flops_fields(flops, row["step_s_median"], args.peak_tflops), edges=edges)
+    return row
 
 
 # ENAS rows also have the controller's speed (samples and updates of num_aggregate per second)
@@ -324,6 +335,7 @@ def _second_order(method: str) -> bool:
 
 
 def main(argv=None):
+    from benchmarks.flops import describe
     from jnas import runtime
 
     runtime.tune_malloc()  # before JAX starts its CPU backend (JNAS_MALLOC=0: leave it)
@@ -342,6 +354,13 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--remat", action="store_true", help="rematerialise cells (less memory)")
     p.add_argument(
+        "--compute_dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="the dtype the supernet computes in (config.model.compute_dtype; bfloat16: mixed "
+        "precision, weights and optimizer states float32)",
+    )
+    p.add_argument(
         "--edges",
         default="config",
         choices=("config", "looped", "vmapped", "scanned"),
@@ -357,6 +376,12 @@ def main(argv=None):
         help="JAX's persistent compilation cache directory (as the entry points use one): run "
         "the command twice and the second run loads each step from it, so its compile_s is "
         "tracing and loading and its peak_MB the loader's memory, not the compiler's",
+    )
+    p.add_argument(
+        "--peak_tflops",
+        type=float,
+        help="the device's peak TFLOP/s at --compute_dtype (data sheet): rows then give the "
+        "step's achieved FLOP/s (XLA's count) as a percentage of it",
     )
     p.add_argument("--json", help="also write the rows as a JSON list to this path")
     p.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
@@ -399,7 +424,10 @@ def main(argv=None):
                     f"--layers={args.layers}",
                     f"--size={args.size}",
                     f"--edges={args.edges}",
+                    f"--compute_dtype={args.compute_dtype}",
                 ]
+                if args.peak_tflops:
+                    cmd.append(f"--peak_tflops={args.peak_tflops}")
                 cmd += ["--remat"] if args.remat else []
                 if args.compilation_cache:
                     cmd.append(f"--compilation_cache={os.path.abspath(args.compilation_cache)}")
@@ -429,7 +457,7 @@ def main(argv=None):
                     f"{row['step_s_median']:>8.3f} "
                     f"{row['compile_s']:>9.1f} {row['peak_mem_mb']:>9.0f} {xla:>9} "
                     f"{row['cache']:>5}  "
-                    f"{row['backend']}"
+                    f"{row['backend']}{describe(row)}"
                     + (
                         f"  controller: {row['ctrl_samples_per_s']:.1f} samples/s, "
                         f"{row['ctrl_updates_per_s']:.2f} updates/s of {row['num_aggregate']}"

@@ -19,6 +19,7 @@ code runs one forward+backward of this network at batch 32 in about 3.1 s.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -29,8 +30,11 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-import jnas.runtime
-from jnas.ops import settings
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jnas.runtime  # noqa: E402
+from benchmarks.flops import compiled_flops, describe, flops_fields  # noqa: E402
+from jnas.ops import precision, settings
 from jnas.runner import setup_jax
 from jnas.runner.train_step import Retrainer, create_optimizer
 from jnas.spaces.cells import build_network
@@ -44,6 +48,19 @@ flags.DEFINE_integer(
     3,
     "Untimed steps first: the first runs the compiled program's one-off set-up, the next let "
     "the heap reach its steady size (jnas.runtime).",
+)
+flags.DEFINE_enum(
+    "compute_dtype",
+    "float32",
+    ["float32", "bfloat16"],
+    "The dtype the network computes in (config.model.compute_dtype; bfloat16: mixed precision, "
+    "weights and optimizer state float32).",
+)
+flags.DEFINE_float(
+    "peak_tflops",
+    None,
+    "The device's peak TFLOP/s at --compute_dtype (from its data sheet): rows then give the "
+    "step's achieved FLOP/s as a percentage of it.",
 )
 flags.DEFINE_string("json", None, "Write the rows as a JSON list to this path.")
 flags.DEFINE_string("genotype", "DARTS_V2", "Genotype: name, text or file.")
@@ -111,6 +128,7 @@ def _bench(batch: int, runtime: settings.Resolved) -> dict:
         epochs,
         drop_path_prob=FLAGS.drop_path_prob,
         aux_weight=0.4 if FLAGS.auxiliary else 0.0,
+        compute_dtype=precision.compute_dtype(FLAGS.compute_dtype),
     )
     rng = np.random.default_rng(0)
     batch_data = {
@@ -127,6 +145,7 @@ def _bench(batch: int, runtime: settings.Resolved) -> dict:
     t0 = time.time()
     compiled = step.lower(state, batch_data, jax.random.PRNGKey(1)).compile()
     compile_s = time.time() - t0
+    flops = compiled_flops(compiled)
     for i in range(max(1, FLAGS.warmup)):
         state, m = compiled(state, batch_data, jax.random.PRNGKey(100 + i))
         jax.block_until_ready(m)
@@ -153,6 +172,8 @@ def _bench(batch: int, runtime: settings.Resolved) -> dict:
         "backend": jax.default_backend(),
         "device": device.device_kind,
         "peak_mem_kind": peak_kind,
+        "compute_dtype": FLAGS.compute_dtype,
+        **flops_fields(flops, step_s, FLAGS.peak_tflops),
         "cpu_s_median": round(float(np.median(cpus)), 3),
         "page_faults_per_step": int(np.median(faults)),
         "malloc": jnas.runtime.malloc_status(),
@@ -187,7 +208,7 @@ def main(argv):
             f"{r['step_s_median']:.3f} s (cpu {r['cpu_s_median']:.2f} s), compile "
             f"{r['compile_s']:.1f} s, peak memory {r['peak_mem_mb']:.0f} MB "
             f"({r['peak_mem_kind']}); {r['page_faults_per_step']} page faults per step, "
-            f"malloc settings {r['malloc']}",
+            f"malloc settings {r['malloc']}; {r['compute_dtype']}{describe(r)}",
             flush=True,
         )
     if FLAGS.json:
