@@ -40,6 +40,12 @@ def _parse():
     p.add_argument("--C", type=int, default=36)
     p.add_argument("--layers", type=int, default=20)
     p.add_argument("--drop_path_prob", type=float, default=0.2, help="Final; half is used.")
+    p.add_argument(
+        "--autocast",
+        action="store_true",
+        help="Forward pass and loss under torch.autocast(dtype=torch.bfloat16) (mixed "
+        "precision; compare with the jnas benchmarks' --compute_dtype=bfloat16).",
+    )
     p.add_argument("--json", default="", help="Write the rows here.")
     return p.parse_args()
 
@@ -92,8 +98,9 @@ def main():
 
         def step():
             opt.zero_grad()
-            logits, logits_aux = net(x)
-            loss = crit(logits, y) + 0.4 * crit(logits_aux, y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast):
+                logits, logits_aux = net(x)
+                loss = crit(logits, y) + 0.4 * crit(logits_aux, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
@@ -124,6 +131,7 @@ def main():
             "step_s": times,
             "cpu_s_median": statistics.median(cpu),
             "threads": torch.get_num_threads(),
+            "autocast": "bfloat16" if args.autocast else None,
             "torch": torch.__version__,
         }
         rows.append(row)
