@@ -1,6 +1,6 @@
 """Which program a run compiles on the CPU backend: native kernels and XLA options.
 
-Four switches, each ``"auto"``, ``True`` or ``False``; a run's config holds them as
+Five switches, each ``"auto"``, ``True`` or ``False``; a run's config holds them as
 ``config.runtime`` (filled with :data:`DEFAULTS` by :func:`jnas.runner.runtime_config` where a
 config lacks the section) and writes what they resolved to into ``config.json``:
 
@@ -14,15 +14,18 @@ config lacks the section) and writes what they resolved to into ``config.json``:
 * ``native_pw``: the native weight gradient of 1x1 convolutions (:mod:`jnas.ops.pointwise`).
 * ``xla_cpu_options``: the XLA CPU compiler options of :mod:`jnas.ops.xla_cpu`. ``"auto"``:
   on the CPU backend where the installed XLA knows them; ``True`` raises where it does not.
+* ``xla_gpu_options``: the XLA GPU compiler options of :mod:`jnas.ops.xla_gpu` (Triton GEMMs
+  off). ``"auto"``: on the GPU backend where the installed XLA knows them; ``True`` raises
+  elsewhere; ``False``: XLA's defaults.
 
 A config file may hold the section (:func:`config_section`), so that a command line sets a
 switch: ``--config.runtime.native_bn=false``.
 
-The environment variables ``JNAS_NATIVE``, ``JNAS_NATIVE_BN``, ``JNAS_NATIVE_PW`` and
-``JNAS_XLA_CPU_OPTIONS`` override the config (``0``: ``False``, ``1``: ``True``, ``auto``).
-They are also what applies when no run has set the switches (a library user tracing a
-network directly). The ops read the switches when a network is traced, so a run sets them
-before it traces anything::
+The environment variables ``JNAS_NATIVE``, ``JNAS_NATIVE_BN``, ``JNAS_NATIVE_PW``,
+``JNAS_XLA_CPU_OPTIONS`` and ``JNAS_XLA_GPU_OPTIONS`` override the config (``0``: ``False``,
+``1``: ``True``, ``auto``). They are also what applies when no run has set the switches (a
+library user tracing a network directly). The ops read the switches when a network is traced,
+so a run sets them before it traces anything::
 
     with settings.use(config.runtime) as resolved:
         step = jax.jit(fn, compiler_options=resolved.xla_options)
@@ -56,13 +59,14 @@ __all__ = [
     "use",
 ]
 
-FIELDS = ("native", "native_bn", "native_pw", "xla_cpu_options")
+FIELDS = ("native", "native_bn", "native_pw", "xla_cpu_options", "xla_gpu_options")
 DEFAULTS: dict[str, Any] = {name: "auto" for name in FIELDS}
 ENV_VARS = {
     "native": "JNAS_NATIVE",
     "native_bn": "JNAS_NATIVE_BN",
     "native_pw": "JNAS_NATIVE_PW",
     "xla_cpu_options": "JNAS_XLA_CPU_OPTIONS",
+    "xla_gpu_options": "JNAS_XLA_GPU_OPTIONS",
 }
 _ENV_VALUES = {"0": False, "1": True, "auto": "auto"}
 # Keys of a recorded section (config.json) that are not switches; read back, they are ignored.
@@ -84,13 +88,14 @@ class RuntimeSettingsError(ValueError, JnasError):
 
 @dataclasses.dataclass(frozen=True)
 class Requested:
-    """The four switches as asked for (``"auto"``, True or False) and where each came from
+    """The five switches as asked for (``"auto"``, True or False) and where each came from
     (``"default"``, ``"config"`` or ``"JNAS_...=<value>"``)."""
 
     native: bool | str = "auto"
     native_bn: bool | str = "auto"
     native_pw: bool | str = "auto"
     xla_cpu_options: bool | str = "auto"
+    xla_gpu_options: bool | str = "auto"
     source: tuple[tuple[str, str], ...] = tuple((name, "default") for name in FIELDS)
 
     def values(self) -> tuple:
@@ -108,8 +113,8 @@ class Resolved:
 
     Attributes:
       requested: the switches as asked for.
-      native, native_bn, native_pw, xla_cpu_options: whether each is in use (native kernels
-        apply on the CPU backend to float32 only).
+      native, native_bn, native_pw, xla_cpu_options, xla_gpu_options: whether each is in use
+        (native kernels apply on the CPU backend to float32 only).
       xla_options: the compiler options for ``jax.jit`` (None: XLA's defaults).
       why: name -> why an ``"auto"`` switch resolved to False (only those).
     """
@@ -119,7 +124,8 @@ class Resolved:
     native_bn: bool
     native_pw: bool
     xla_cpu_options: bool
-    xla_options: dict[str, str] | None
+    xla_gpu_options: bool
+    xla_options: dict[str, Any] | None
     why: tuple[tuple[str, str], ...] = ()
 
     def record(self) -> dict:
@@ -202,7 +208,7 @@ def resolve(req: Requested) -> Resolved:
     import jax
 
     from jnas.ops import native as _native
-    from jnas.ops import xla_cpu
+    from jnas.ops import xla_cpu, xla_gpu
 
     cpu = jax.default_backend() == "cpu"
     why: dict[str, str] = {}
@@ -232,13 +238,24 @@ def resolve(req: Requested) -> Resolved:
             options is not None,
             "the backend is not the CPU" if not cpu else "this XLA does not know them",
         )
+    gpu = jax.default_backend() == "gpu"
+    if req.xla_gpu_options is False:
+        gpu_options = None
+    else:
+        gpu_options = xla_gpu.gpu_options() if gpu else None
+        need(
+            "xla_gpu_options",
+            gpu_options is not None,
+            "the backend is not a GPU" if not gpu else "this XLA does not know them",
+        )
     return Resolved(
         requested=req,
         native=native,
         native_bn=native_bn,
         native_pw=native_pw,
         xla_cpu_options=options is not None,
-        xla_options=options,
+        xla_gpu_options=gpu_options is not None,
+        xla_options=options or gpu_options,
         why=tuple(why.items()),
     )
 

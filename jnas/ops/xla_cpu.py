@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from jnas.ops import settings
 
-__all__ = ["compiler_options", "cpu_options"]
+__all__ = ["compiler_options", "cpu_options", "options_known"]
 
 _CPU_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": ",".join(
@@ -33,12 +33,18 @@ _CPU_OPTIONS = {
 }
 
 
+def options_known(options: dict, what: str) -> bool:
+    """Whether the installed XLA compiles a program with ``options`` (on the default
+    backend); logs ``what`` as not applied where it does not."""
+    return _options_known(tuple(sorted(options.items())), what)
+
+
 @functools.cache
-def _cpu_options_supported() -> bool:
+def _options_known(items: tuple, what: str) -> bool:
     try:
-        jax.jit(lambda x: x @ x, compiler_options=_CPU_OPTIONS).lower(jnp.ones((2, 2))).compile()
+        jax.jit(lambda x: x @ x, compiler_options=dict(items)).lower(jnp.ones((2, 2))).compile()
     except Exception as e:  # noqa: BLE001 - an XLA that does not know the option
-        logging.warning("jnas: XLA CPU options not applied (%s)", e)
+        logging.warning("jnas: %s not applied (%s)", what, e)
         return False
     return True
 
@@ -46,7 +52,7 @@ def _cpu_options_supported() -> bool:
 def cpu_options() -> dict[str, str] | None:
     """The options, where the installed XLA knows them (None otherwise), whatever the switch
     and the backend."""
-    return dict(_CPU_OPTIONS) if _cpu_options_supported() else None
+    return dict(_CPU_OPTIONS) if options_known(_CPU_OPTIONS, "XLA CPU options") else None
 
 
 def compiler_options() -> dict[str, str] | None:

@@ -25,7 +25,7 @@ class Parallel:
 
     Args:
       mode: ``"none"`` or ``"pmap"`` (``config.parallel``).
-      xla_options: the XLA CPU compiler options of jitted steps (``config.runtime``; None:
+      xla_options: the XLA compiler options of jitted steps (``config.runtime``; None:
         XLA's defaults).
     """
 

@@ -19,19 +19,20 @@ def _no_env(monkeypatch):
 
 def test_config_values_env_overrides_and_sources(monkeypatch):
     req = settings.request({"native_bn": False, "xla_cpu_options": True})
-    assert req.values() == ("auto", False, "auto", True)
+    assert req.values() == ("auto", False, "auto", True, "auto")
     assert dict(req.source) == {
         "native": "default",
         "native_bn": "config",
         "native_pw": "default",
         "xla_cpu_options": "config",
+        "xla_gpu_options": "default",
     }
     monkeypatch.setenv("JNAS_NATIVE_BN", "1")
     monkeypatch.setenv("JNAS_XLA_CPU_OPTIONS", "0")
     req = settings.request({"native_bn": False, "xla_cpu_options": True})
     assert req.native_bn is True and req.xla_cpu_options is False
     assert dict(req.source)["native_bn"] == "JNAS_NATIVE_BN=1"
-    assert settings.request(None).values() == ("auto", True, "auto", False)
+    assert settings.request(None).values() == ("auto", True, "auto", False, "auto")
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,26 @@ def test_bad_switches_are_named(monkeypatch, section, env, match):
     with pytest.raises(settings.RuntimeSettingsError, match=match):
         with use_runtime(config):
             pass
+
+
+def test_gpu_options_apply_on_the_gpu_backend_only(monkeypatch):
+    """On a GPU backend the steps compile without Triton GEMMs (the known XLA crash) unless
+    the switch is off; elsewhere "auto" leaves them out and True names why it cannot hold.
+    The GPU is simulated by the backend's name: the options are checked against this XLA."""
+    on_cpu = settings.resolve(settings.request({}))
+    assert not on_cpu.xla_gpu_options
+    assert dict(on_cpu.why)["xla_gpu_options"] == "the backend is not a GPU"
+    with pytest.raises(settings.RuntimeSettingsError, match="xla_gpu_options=True cannot hold"):
+        settings.resolve(settings.request({"xla_gpu_options": True}))
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    on_gpu = settings.resolve(settings.request({}))
+    assert on_gpu.xla_gpu_options and not on_gpu.xla_cpu_options and not on_gpu.native
+    assert on_gpu.xla_options == {"xla_gpu_enable_triton_gemm": False}
+    assert on_gpu.record()["resolved"]["xla_gpu_options"] is True
+    off = settings.resolve(settings.request({"xla_gpu_options": False}))
+    assert off.xla_options is None
+    monkeypatch.setenv("JNAS_XLA_GPU_OPTIONS", "0")
+    assert settings.resolve(settings.request({})).xla_options is None
 
 
 def test_a_config_file_section_takes_command_line_values():
