@@ -14,7 +14,9 @@ Keys that do not change the results (:data:`NEUTRAL_KEYS`, any depth, e.g. also
 the progress display and ``train.stop_after_steps`` (a stop as if killed: the resumed run is
 bit for bit the uninterrupted one), and ``runtime.source`` (where the runtime switches came
 from; what they asked for and resolved to do count). Everything else counts, including a
-key one config has and the other lacks.
+key one config has and the other lacks, except a key added to the configs later
+(:data:`ADDED_KEYS`) that one config lacks and the other holds at the value that computes
+what its absence computed: a workdir written before the key existed resumes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from jnas.errors import ConfigError, WorkdirConfigError, clip
 
 __all__ = [
     "ABSENT",
+    "ADDED_KEYS",
     "CONFIG_FILE",
     "NEUTRAL_KEYS",
     "check_workdir",
@@ -51,6 +54,13 @@ NEUTRAL_KEYS = frozenset(
 )
 # Dotted prefixes (at any depth) that do not change what a run computes.
 NEUTRAL_PREFIXES = ("runtime.source",)
+# Keys added to the configs after runs recorded theirs (dotted, at any depth) -> the value
+# that computes what a config without the key computed.
+ADDED_KEYS = {
+    "model.compute_dtype": "float32",
+    "runtime.xla_gpu_options": "auto",
+    "runtime.resolved.xla_gpu_options": False,
+}
 
 
 class _Absent:
@@ -78,6 +88,15 @@ def _neutral(key: str) -> bool:
     return any(f".{p}." in dotted for p in NEUTRAL_PREFIXES)
 
 
+def _added_as_before(key: str, a: Any, b: Any) -> bool:
+    """One side lacks ``key`` (one of :data:`ADDED_KEYS`) and the other holds the value that
+    computes the same."""
+    if a is not ABSENT and b is not ABSENT:
+        return False
+    value = b if a is ABSENT else a
+    return any((key == k or key.endswith("." + k)) and value == v for k, v in ADDED_KEYS.items())
+
+
 def _as_json(config) -> dict:
     """``config`` (a ConfigDict or mapping) as ``config.json`` stores it."""
     d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -92,7 +111,7 @@ def config_changes(old: dict, new) -> list[tuple[str, Any, Any]]:
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key, ABSENT), b.get(key, ABSENT)
-        if va != vb and not _neutral(key):
+        if va != vb and not _neutral(key) and not _added_as_before(key, va, vb):
             out.append((key, va, vb))
     return out
 

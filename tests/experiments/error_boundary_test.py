@@ -605,6 +605,31 @@ def test_config_changes_names_result_changing_keys_only():
     ]
 
 
+def test_config_changes_accept_keys_added_later_at_their_old_meaning():
+    """A workdir recorded before ``model.compute_dtype`` and the GPU switch existed resumes
+    under a config that holds them at the values that compute the same, and only then."""
+    old = {"model": {"C": 4}, "runtime": {"native": "auto", "resolved": {"native": True}}}
+    same = ml_collections.ConfigDict(
+        {
+            "model": {"C": 4, "compute_dtype": "float32"},
+            "runtime": {
+                "native": "auto",
+                "xla_gpu_options": "auto",
+                "resolved": {"native": True, "xla_gpu_options": False},
+            },
+        }
+    )
+    assert workdir_lib.config_changes(old, same) == []
+    other = ml_collections.ConfigDict(same.to_dict())
+    other.model.compute_dtype = "bfloat16"
+    other.runtime.resolved.xla_gpu_options = True
+    absent = workdir_lib.ABSENT
+    assert workdir_lib.config_changes(old, other) == [
+        ("model.compute_dtype", absent, "bfloat16"),
+        ("runtime.resolved.xla_gpu_options", absent, True),
+    ]
+
+
 def test_workdir_refuses_another_config_unless_allowed(tmp_path):
     from experiments.configs import darts_tiny
 
