@@ -229,25 +229,19 @@ def resolve(req: Requested) -> Resolved:
     kernels_off = "native kernels off" if req.native is False else "native kernels unavailable"
     native_bn = req.native_bn is not False and need("native_bn", native, kernels_off)
     native_pw = req.native_pw is not False and need("native_pw", native, kernels_off)
-    if req.xla_cpu_options is False:
-        options = None
-    else:
-        options = xla_cpu.cpu_options() if cpu else None
-        need(
-            "xla_cpu_options",
-            options is not None,
-            "the backend is not the CPU" if not cpu else "this XLA does not know them",
-        )
-    gpu = jax.default_backend() == "gpu"
-    if req.xla_gpu_options is False:
-        gpu_options = None
-    else:
-        gpu_options = xla_gpu.gpu_options() if gpu else None
-        need(
-            "xla_gpu_options",
-            gpu_options is not None,
-            "the backend is not a GPU" if not gpu else "this XLA does not know them",
-        )
+
+    def compiler_options(name, backend, what, options_fn):
+        """The options of switch ``name`` (XLA's for ``backend`` only), or None."""
+        if getattr(req, name) is False:
+            return None
+        here = jax.default_backend() == backend
+        options = options_fn() if here else None
+        reason = "this XLA does not know them" if here else f"the backend is not {what}"
+        need(name, options is not None, reason)
+        return options
+
+    options = compiler_options("xla_cpu_options", "cpu", "the CPU", xla_cpu.cpu_options)
+    gpu_options = compiler_options("xla_gpu_options", "gpu", "a GPU", xla_gpu.gpu_options)
     return Resolved(
         requested=req,
         native=native,
