@@ -15,6 +15,12 @@
 #
 # PEAK_F32 and PEAK_BF16 (TFLOP/s, the GPU's data sheet) add the percentage of peak; a
 # PyTorch comparison is benchmarks/torch_reference.py [--autocast] on the same GPU.
+#
+# Cost: compilation dominates. Measured before: the first-order search step compiled in 155 s
+# on an H100, the 20-cell retraining step in 117-119 s on an H200; so the triton stage takes
+# about 6 minutes, profile 2, train 8-10 (four programs), search 5. A 15-minute device budget
+# fits STAGES="triton profile" and then STAGES=train in a second call, not everything at once.
+# TINY=1 on the 2-core CPU: about 8 minutes for all four stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_session_out}
