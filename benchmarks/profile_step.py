@@ -72,14 +72,30 @@ def op_kind(name: str, opcode: str) -> str:
     return re.sub(r"[._]\d+$", "", re.sub(r"\.\d+(?=\.)", "", name)) or opcode
 
 
+def device_pids(events) -> set | None:
+    """The trace's accelerator processes (``/device:GPU:0``, ...), or None when it has none
+    (the CPU backend, whose op events are XLA's thunks on host threads)."""
+    pids = {
+        e["pid"]
+        for e in events
+        if e.get("ph") == "M"
+        and e.get("name") == "process_name"
+        and "/device:" in str((e.get("args") or {}).get("name", ""))
+    }
+    return pids or None
+
+
 def summarize(events, index, steps: int, depth: int) -> dict:
     """Per-step microseconds by HLO op, op kind and Flax module, from complete trace events
-    (``{"name", "dur", "args"}``) matched to ``index`` (:func:`hlo_index`)."""
+    (``{"name", "dur", "args"}``) matched to ``index`` (:func:`hlo_index`). Where the trace has
+    accelerator processes only their events count (the kernels; the host's launches of the
+    same ops would count them twice)."""
     by_op, by_kind, by_module = (collections.Counter() for _ in range(3))
     counts = collections.Counter()
     matched = unmatched = 0.0
+    devices = device_pids(events)
     for e in events:
-        if e.get("ph") != "X":
+        if e.get("ph") != "X" or (devices is not None and e.get("pid") not in devices):
             continue
         args = e.get("args") or {}
         name = args.get("hlo_op") or e.get("name", "")

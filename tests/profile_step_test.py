@@ -61,6 +61,19 @@ def test_summary_partitions_the_traced_op_time(tmp_path):
     assert os.listdir(tmp_path)
 
 
+def test_a_device_trace_counts_the_kernels_not_the_host_launches():
+    index = {"fusion.1": ("fusion", "jit(step)/jvp(Net)/cell_0/conv/mul")}
+    events = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/host:CPU"}},
+        {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "X", "pid": 1, "name": "fusion.1", "dur": 5.0},  # the launch
+        {"ph": "X", "pid": 2, "name": "loop_fusion", "dur": 40.0, "args": {"hlo_op": "fusion.1"}},
+    ]
+    summary = profile_step.summarize(events, index, steps=2, depth=2)
+    assert summary["matched_us_per_step"] == 20.0
+    assert summary["by_module"] == [["cell_0/conv", 20.0]]
+
+
 def test_module_path_drops_transformations():
     name = (
         "jit(step)/while/body/closed_call/jvp(SearchNetwork)/cell_1/from_0_e9/SampledMixedOp_0/"
