@@ -53,10 +53,40 @@ def batch(channels=3):
     return {"image": image, "label": jnp.asarray([1, 2, 3, 4], jnp.int32)}
 
 
+def flat(tree) -> np.ndarray:
+    return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+
 def cosine(a, b) -> float:
-    a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(a)])
-    b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(b)])
+    a, b = flat(a), flat(b)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def moved(new, old) -> np.ndarray:
+    """What a step changed in a tree, flat."""
+    return flat(new) - flat(old)
+
+
+def assert_computes_in_bfloat16(step, state, kept):
+    """Every convolution and product of ``step(state)`` takes bfloat16 operands; what
+    ``kept(new_state)`` returns and the training loss are float32."""
+    operands = heavy_operand_dtypes(step, state)
+    assert operands and set(operands) == {"bfloat16"}, sorted(set(operands))
+    new, metrics = jax.eval_shape(step, state)
+    assert float_dtypes(kept(new)) == {"float32"}
+    assert metrics["train_loss"].dtype == jnp.float32
+
+
+def one_step_each(make, run, data):
+    """``{dtype: (state, new_state, metrics)}`` of one compiled step per compute dtype, from
+    the same initial weights (``make(dtype)`` builds the searcher or trainer)."""
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        obj = make(dtype)
+        state = obj.init(jax.random.PRNGKey(0), data["image"])
+        new, metrics = jax.jit(lambda s, obj=obj: run(obj, s))(state)
+        runs[dtype] = (state, new, metrics)
+    return runs["bfloat16"], runs["float32"]
 
 
 def test_to_compute_casts_float32_leaves_only():
@@ -93,30 +123,19 @@ def test_bfloat16_retraining_step_computes_in_bfloat16():
     def step(state):
         return trainer.step(state, data, jax.random.PRNGKey(1))
 
-    operands = heavy_operand_dtypes(step, state)
-    assert operands and set(operands) == {"bfloat16"}, sorted(set(operands))
-    new, metrics = jax.eval_shape(step, state)
-    assert float_dtypes((new.params, new.opt_state, new.batch_stats)) == {"float32"}
-    assert metrics["train_loss"].dtype == jnp.float32
+    assert_computes_in_bfloat16(step, state, lambda n: (n.params, n.opt_state, n.batch_stats))
 
 
 @pytest.mark.slow
 def test_bfloat16_retraining_step_matches_float32():
     data = batch()
-    runs = {}
-    for dtype in ("float32", "bfloat16"):
-        trainer = _retrainer(dtype)
-        state = trainer.init(jax.random.PRNGKey(0), data["image"])
-        new, metrics = jax.jit(trainer.step)(state, data, jax.random.PRNGKey(1))
-        runs[dtype] = (state, new, metrics)
-    state, new, metrics = runs["bfloat16"]
-    ref_state, ref_new, ref = runs["float32"]
+    (state, new, metrics), (ref_state, ref_new, ref) = one_step_each(
+        _retrainer, lambda t, s: t.step(s, data, jax.random.PRNGKey(1)), data
+    )
     np.testing.assert_allclose(metrics["train_loss"], ref["train_loss"], rtol=1e-2)
     np.testing.assert_allclose(metrics["grad_norm"], ref["grad_norm"], rtol=3e-2)
     # The first SGD step moves the weights along the gradient: the same direction.
-    move = jax.tree.map(lambda a, b: a - b, new.params, state.params)
-    ref_move = jax.tree.map(lambda a, b: a - b, ref_new.params, ref_state.params)
-    assert cosine(move, ref_move) > 0.99
+    assert cosine(moved(new.params, state.params), moved(ref_new.params, ref_state.params)) > 0.99
     # The running statistics are updated in float32 from the bfloat16 activations.
     assert cosine(new.batch_stats, ref_new.batch_stats) > 0.999
 
@@ -142,39 +161,23 @@ def test_bfloat16_search_step_computes_in_bfloat16(name):
     def step(state):
         return search.step(state, data, data)
 
-    operands = heavy_operand_dtypes(step, state)
-    assert operands and set(operands) == {"bfloat16"}, sorted(set(operands))
-    new, metrics = jax.eval_shape(step, state)
-    kept = (new.params, new.alpha, new.w_opt_state, new.a_opt_state, new.batch_stats)
-    assert float_dtypes(kept) == {"float32"}
-    assert metrics["train_loss"].dtype == jnp.float32
+    assert_computes_in_bfloat16(
+        step, state, lambda n: (n.params, n.alpha, n.w_opt_state, n.a_opt_state, n.batch_stats)
+    )
 
 
 @pytest.mark.slow
 def test_bfloat16_darts_step_matches_float32():
     data = batch(channels=1)
-    runs = {}
-    for dtype in ("float32", "bfloat16"):
-        search = _searcher("darts", dtype)
-        state = search.init(jax.random.PRNGKey(0), data["image"])
-        new, metrics = jax.jit(search.step)(state, data, data)
-        runs[dtype] = (state, new, metrics)
-    state, new, metrics = runs["bfloat16"]
-    ref_state, ref_new, ref = runs["float32"]
+    (state, new, metrics), (ref_state, ref_new, ref) = one_step_each(
+        lambda dtype: _searcher("darts", dtype), lambda search, s: search.step(s, data, data), data
+    )
     np.testing.assert_allclose(metrics["val_loss"], ref["val_loss"], rtol=1e-2)
     np.testing.assert_allclose(metrics["grad_norm_w"], ref["grad_norm_w"], rtol=1e-1)
     np.testing.assert_allclose(metrics["grad_norm_alpha"], ref["grad_norm_alpha"], rtol=1e-1)
-    move = jax.tree.map(lambda a, b: a - b, new.params, state.params)
-    ref_move = jax.tree.map(lambda a, b: a - b, ref_new.params, ref_state.params)
-    assert cosine(move, ref_move) > 0.95
+    assert cosine(moved(new.params, state.params), moved(ref_new.params, ref_state.params)) > 0.95
     # Adam's first step is lr * sign(gradient): alpha moves the same way on (almost) every
     # entry; those whose gradient is near zero may flip.
-    signs = [
-        np.sign(a - b) for a, b in zip(jax.tree.leaves(new.alpha), jax.tree.leaves(state.alpha))
-    ]
-    ref_signs = [
-        np.sign(a - b)
-        for a, b in zip(jax.tree.leaves(ref_new.alpha), jax.tree.leaves(ref_state.alpha))
-    ]
-    agree = np.mean(np.concatenate([np.ravel(a == b) for a, b in zip(signs, ref_signs)]))
-    assert agree >= 0.9
+    signs = np.sign(moved(new.alpha, state.alpha))
+    ref_signs = np.sign(moved(ref_new.alpha, ref_state.alpha))
+    assert np.mean(signs == ref_signs) >= 0.9
