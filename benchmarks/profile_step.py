@@ -159,14 +159,9 @@ def _build(args):
         data = batch()
         state = trainer.init(jax.random.PRNGKey(0), data["image"][:2])
         return trainer.step, state, (data, jax.random.PRNGKey(1))
-    from benchmarks.search_step import _load_config
-    from jnas.strategies.oneshot import gradient_strategy
+    from benchmarks.search_step import search_config
 
-    strategy = gradient_strategy(args.method)
-    config = strategy.stage_configs(_load_config(args.method))[0]
-    config.model.C, config.model.layers = args.C or 16, args.layers
-    config.model.compute_dtype = args.compute_dtype
-    config.search.arch_start_epoch = 0
+    strategy, config = search_config(args.method, args.C or 16, args.layers, args.compute_dtype)
     searcher = strategy(config, num_classes=10, steps_per_epoch=100)
     train, val = batch(), batch()
     state = searcher.init(jax.random.PRNGKey(0), train["image"][:2])

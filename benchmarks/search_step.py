@@ -129,7 +129,6 @@ def _cache_state(args) -> str:
 def _row(args) -> dict:
     from jnas.runner import setup_jax, use_runtime
     from jnas.strategies.base import kind_of
-    from jnas.strategies.oneshot import gradient_strategy
 
     if args.compilation_cache:
         import jax
@@ -142,15 +141,11 @@ def _row(args) -> dict:
         )
     if kind_of(args.method) == "shared":
         return _shared_row(args)
-    strategy = gradient_strategy(args.method)
-    config = strategy.stage_configs(_load_config(args.method))[0]
-    config.model.C, config.model.layers = args.C, args.layers
+    strategy, config = search_config(args.method, args.C, args.layers, args.compute_dtype)
     config.search.batch_size = args.batch
     config.search.hypergradient = "first" if args.order == 1 else args.hypergradient
-    config.search.arch_start_epoch = 0  # time the full step, not a warm-up one
     if args.remat:
         config.model.remat = True
-    config.model.compute_dtype = args.compute_dtype
     if args.edges != "config":
         config.model.vmap_edges = args.edges == "vmapped"
         config.model.scan_edges = args.edges == "scanned"
@@ -307,6 +302,20 @@ def _cost(args, lowered) -> dict:
         "bytes_accessed": int(cost["bytes accessed"]),
         "backend": jax.default_backend(),
     }
+
+
+def search_config(method: str, C: int, layers: int, compute_dtype: str = "float32"):
+    """``(strategy, config)``: the gradient strategy ``method`` and its first stage's config
+    (:func:`_load_config`) with a ``C``-channel, ``layers``-cell supernet computing in
+    ``compute_dtype``, and no warm-up (every step a full one)."""
+    from jnas.strategies.oneshot import gradient_strategy
+
+    strategy = gradient_strategy(method)
+    config = strategy.stage_configs(_load_config(method))[0]
+    config.model.C, config.model.layers = C, layers
+    config.model.compute_dtype = compute_dtype
+    config.search.arch_start_epoch = 0
+    return strategy, config
 
 
 def _load_config(method: str):
