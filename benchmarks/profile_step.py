@@ -132,8 +132,9 @@ def _trace_events(directory: str) -> list:
     return trace["traceEvents"] if isinstance(trace, dict) else trace
 
 
-def _build(args):
-    """``(step_fn, state, step_args)`` of the step to profile."""
+def build_step(args):
+    """``(step_fn, state, step_args)`` of the step to profile (``args``: this script's flags,
+    also used by ``benchmarks/options_ab.py``)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -162,6 +163,7 @@ def _build(args):
     from benchmarks.search_step import search_config
 
     strategy, config = search_config(args.method, args.C or 16, args.layers, args.compute_dtype)
+    config.search.hypergradient = args.hypergradient
     searcher = strategy(config, num_classes=10, steps_per_epoch=100)
     train, val = batch(), batch()
     state = searcher.init(jax.random.PRNGKey(0), train["image"][:2])
@@ -174,9 +176,10 @@ def profile(args) -> dict:
     from jnas.ops import settings
 
     with settings.use(None) as runtime:
-        fn, state, step_args = _build(args)
+        fn, state, step_args = build_step(args)
         t = time.perf_counter()
-        step = jax.jit(fn, donate_argnums=0, compiler_options=runtime.xla_options)
+        options = runtime.search_xla_options if args.step == "search" else runtime.xla_options
+        step = jax.jit(fn, donate_argnums=0, compiler_options=options)
         step = step.lower(state, *step_args).compile()
         compile_s = time.perf_counter() - t
         for _ in range(2):
@@ -225,19 +228,30 @@ def report(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
-    from jnas import runtime
-
-    runtime.tune_malloc()  # before JAX starts its CPU backend
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_step_args(p: argparse.ArgumentParser) -> None:
+    """The flags that say which step :func:`build_step` builds."""
     p.add_argument("--step", choices=("train", "search"), default="train")
     p.add_argument("--method", default="darts", help="the search step's gradient strategy")
+    p.add_argument(
+        "--hypergradient",
+        default="first",
+        choices=("first", "fd", "exact"),
+        help="the search step's order (fd: the paper's second order)",
+    )
     p.add_argument("--genotype", default="DARTS_V2", help="the retrained cell")
     p.add_argument("--batch", type=int, default=96)
     p.add_argument("--layers", type=int, default=8, help="cells (paper: 20 retraining, 8 search)")
     p.add_argument("--C", type=int, help="initial channels (default 36 retraining, 16 search)")
     p.add_argument("--size", type=int, default=32, help="image side")
     p.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
+
+
+def main(argv=None):
+    from jnas import runtime
+
+    runtime.tune_malloc()  # before JAX starts its CPU backend
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    add_step_args(p)
     p.add_argument("--steps", type=int, default=3, help="traced steps")
     p.add_argument("--depth", type=int, default=3, help="Flax module path components kept")
     p.add_argument("--out", default="profile_step", help="directory for the summary and trace")

@@ -176,7 +176,7 @@ def _measure(args, strategy, config, runtime) -> dict:
     if args.cost:
         return _cost(args, jax.jit(searcher.step, donate_argnums=0).lower(state, tb, vb))
     t = time.perf_counter()
-    step = jax.jit(searcher.step, donate_argnums=0, compiler_options=runtime.xla_options)
+    step = jax.jit(searcher.step, donate_argnums=0, compiler_options=runtime.search_xla_options)
     step = step.lower(state, tb, vb).compile()
     state, m = step(state, tb, vb)
     jax.block_until_ready(m)

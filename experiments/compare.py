@@ -144,8 +144,10 @@ def step_memory_mib(method: str, config, workdir: str, image_shape) -> list[floa
         sample = jnp.zeros((2, *image_shape))
         state = jax.eval_shape(searcher.init, jax.random.PRNGKey(0), sample)
         batches = (batch,) if strategy.KIND == "shared" else (batch, batch)  # ENAS: train only
-        with use_runtime(cfg) as (_, switches):  # the switches the search compiled with
-            step = jax.jit(searcher.step, donate_argnums=0, compiler_options=switches.xla_options)
+        with use_runtime(cfg) as (_, switches):  # the options the search compiled with
+            shared = strategy.KIND == "shared"  # ENAS's runner: the general options
+            options = switches.xla_options if shared else switches.search_xla_options
+            step = jax.jit(searcher.step, donate_argnums=0, compiler_options=options)
             mem = step.lower(state, *batches).compile().memory_analysis()
         out.append((mem.temp_size_in_bytes + mem.argument_size_in_bytes) / 2**20)
     return out

@@ -12,8 +12,9 @@ config lacks the section) and writes what they resolved to into ``config.json``:
   Flax's batch norm. ``"auto"`` and ``True`` follow ``native`` (``True`` raises where the
   kernels are off or unavailable).
 * ``native_pw``: the native weight gradient of 1x1 convolutions (:mod:`jnas.ops.pointwise`).
-* ``xla_cpu_options``: the XLA CPU compiler options of :mod:`jnas.ops.xla_cpu`. ``"auto"``:
-  on the CPU backend where the installed XLA knows them; ``True`` raises where it does not.
+* ``xla_cpu_options``: the XLA CPU compiler options of :mod:`jnas.ops.xla_cpu` (with one
+  more for the one-shot supernets' steps). ``"auto"``: on the CPU backend where the
+  installed XLA knows them; ``True`` raises where it does not.
 * ``xla_gpu_options``: the XLA GPU compiler options of :mod:`jnas.ops.xla_gpu` (Triton GEMMs
   off). ``"auto"``: on the GPU backend where the installed XLA knows them; ``True`` raises
   elsewhere; ``False``: XLA's defaults.
@@ -116,6 +117,8 @@ class Resolved:
       native, native_bn, native_pw, xla_cpu_options, xla_gpu_options: whether each is in use
         (native kernels apply on the CPU backend to float32 only).
       xla_options: the compiler options for ``jax.jit`` (None: XLA's defaults).
+      search_xla_options: those for the one-shot searches' supernet steps
+        (:func:`jnas.ops.xla_cpu.search_options` on the CPU, else ``xla_options``).
       why: name -> why an ``"auto"`` switch resolved to False (only those).
     """
 
@@ -126,6 +129,7 @@ class Resolved:
     xla_cpu_options: bool
     xla_gpu_options: bool
     xla_options: dict[str, Any] | None
+    search_xla_options: dict[str, Any] | None = None
     why: tuple[tuple[str, str], ...] = ()
 
     def record(self) -> dict:
@@ -250,6 +254,7 @@ def resolve(req: Requested) -> Resolved:
         xla_cpu_options=options is not None,
         xla_gpu_options=gpu_options is not None,
         xla_options=options or gpu_options,
+        search_xla_options=xla_cpu.search_options() if options else gpu_options,
         why=tuple(why.items()),
     )
 

@@ -12,6 +12,26 @@ returns None (XLA's defaults). The ``xla_cpu_options`` switch of :mod:`jnas.ops.
   8 cells, batch 32), 1.29 s -> 1.06 s per step; and on the DARTS search step (C=16, 5 cells,
   batch 16, native depthwise kernels) 1.62 s -> 1.39 s. Adding elementwise fusions
   (``ELTWISE``) was 1.8x slower; dropping the reductions 3x slower.
+
+The supernet steps of the one-shot searches take one more (:func:`search_options`):
+
+* ``xla_backend_optimization_level=1``: LLVM optimises XLA's generated kernels at ``-O1``
+  instead of ``-O2``. In these steps the time is in YNNPACK and the native kernels, not in
+  XLA's own loops, so the step keeps its speed while compiling takes a fifth to a half less
+  (both programs compiled in one process and timed in turn, 2-core CPU, compile from
+  tracing to executable):
+
+  ======================================  ================  ===========================
+  step (C=16, batch 16)                   compile           step
+  ======================================  ================  ===========================
+  DARTS first order, 8 cells              249.5 -> 202.6 s  2.331 -> 2.300 s
+  DARTS first order, 3 cells, XLA alone   56-60 -> 41-53 s
+  GDAS, 3 cells                           89.6 -> 49.4 s    0.365 -> 0.346 s
+  ======================================  ================  ===========================
+
+  The retraining network's step is slower with it (DARTS_V2, 20 cells, C=36, batch 32:
+  compile 39.4 -> 27.8 s, step +3.8 %), so its steps keep ``-O2``. ``benchmarks/options_ab.py``
+  measures such a pair.
 """
 
 from __future__ import annotations
@@ -24,13 +44,16 @@ import jax.numpy as jnp
 
 from jnas.ops import settings
 
-__all__ = ["compiler_options", "cpu_options", "options_known"]
+__all__ = ["compiler_options", "cpu_options", "options_known", "search_options"]
 
 _CPU_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": ",".join(
         "LIBRARY_FUSION_TYPE_" + t for t in ("DOT", "REDUCE", "INDIVIDUAL_CONVOLUTION")
     ),
 }
+
+
+_SEARCH_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 def options_known(options: dict, what: str) -> bool:
@@ -53,6 +76,14 @@ def cpu_options() -> dict[str, str] | None:
     """The options, where the installed XLA knows them (None otherwise), whatever the switch
     and the backend."""
     return dict(_CPU_OPTIONS) if options_known(_CPU_OPTIONS, "XLA CPU options") else None
+
+
+def search_options() -> dict | None:
+    """:func:`cpu_options` with the supernet steps' one (None where XLA does not know them)."""
+    options = cpu_options()
+    if options is None or not options_known(_SEARCH_OPTIONS, "XLA CPU search options"):
+        return options
+    return {**options, **_SEARCH_OPTIONS}
 
 
 def compiler_options() -> dict[str, str] | None:

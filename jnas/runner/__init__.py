@@ -110,7 +110,8 @@ def use_runtime(config: ml_collections.ConfigDict) -> Iterator[tuple]:
     ``config.json`` should record (:meth:`jnas.ops.settings.Resolved.record`: the switches,
     what each resolved to and where it came from), and the
     :class:`jnas.ops.settings.Resolved` (``resolved.xla_options`` for
-    :class:`jnas.runner.parallel.Parallel`). Raises
+    :class:`jnas.runner.parallel.Parallel`; ``resolved.search_xla_options`` in the one-shot
+    search runner). Raises
     :class:`jnas.ops.settings.RuntimeSettingsError` on a bad switch, before anything runs.
     The previous switches return on exit. Every host loop runs inside one::
 

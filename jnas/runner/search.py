@@ -143,7 +143,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, runtime, allow_chan
     stage_ends = [int(e) for e in np.cumsum([c.search.epochs for c in stage_configs])]
     stage_ends = [e * steps_per_epoch for e in stage_ends]  # global step at each stage's end
     total_steps = stage_ends[-1]
-    parallel = Parallel(config.parallel, xla_options=runtime.xla_options)
+    parallel = Parallel(config.parallel, xla_options=runtime.search_xla_options)
     parallel.check_batch(bs, "search.batch_size")
 
     def build_stage(stage: int, carry):

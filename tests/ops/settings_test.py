@@ -68,11 +68,22 @@ def test_gpu_options_apply_on_the_gpu_backend_only(monkeypatch):
     on_gpu = settings.resolve(settings.request({}))
     assert on_gpu.xla_gpu_options and not on_gpu.xla_cpu_options and not on_gpu.native
     assert on_gpu.xla_options == {"xla_gpu_enable_triton_gemm": False}
+    assert on_gpu.search_xla_options == on_gpu.xla_options  # LLVM's level is the CPU's
     assert on_gpu.record()["resolved"]["xla_gpu_options"] is True
     off = settings.resolve(settings.request({"xla_gpu_options": False}))
     assert off.xla_options is None
     monkeypatch.setenv("JNAS_XLA_GPU_OPTIONS", "0")
     assert settings.resolve(settings.request({})).xla_options is None
+
+
+def test_search_steps_compile_with_llvm_o1_on_top_of_the_cpu_options():
+    """The one-shot supernets' steps: the general CPU options and LLVM at -O1 (this XLA knows
+    both); with the switch off, XLA's defaults for every step."""
+    on = settings.resolve(settings.request({}))
+    assert on.xla_options == xla_cpu.cpu_options() is not None
+    assert on.search_xla_options == {**on.xla_options, "xla_backend_optimization_level": 1}
+    off = settings.resolve(settings.request({"xla_cpu_options": False}))
+    assert off.xla_options is None and off.search_xla_options is None
 
 
 def test_a_config_file_section_takes_command_line_values():

@@ -13,6 +13,7 @@ import pytest
 from experiments.configs import darts_tiny
 from jnas.config import with_overrides
 from jnas.errors import WorkdirConfigError
+from jnas.ops import settings
 from jnas.runner import search as search_lib
 from jnas.runner.checkpoint import IncompatibleCheckpointError
 from jnas.runner.errors import NonFiniteLossError
@@ -39,9 +40,26 @@ def _cli(repo, workdir, data_dir, *extra):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, fake_fmnist_dir):
+    """The run's workdir and summary; also the compiler options of its steps, in
+    ``summary["compiled_with"]`` (a recording ``Parallel``)."""
+    seen = []
+
+    class Recording(search_lib.Parallel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.xla_options)
+
     workdir = str(tmp_path_factory.mktemp("search"))
-    summary = search_lib.search(_config(fake_fmnist_dir), workdir)
-    return workdir, summary
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search_lib, "Parallel", Recording)
+        summary = search_lib.search(_config(fake_fmnist_dir), workdir)
+    return workdir, dict(summary, compiled_with=seen)
+
+
+def test_steps_compile_with_the_search_options(finished_run):
+    _, summary = finished_run
+    with settings.use(None) as resolved:
+        assert summary["compiled_with"] == [resolved.search_xla_options]
 
 
 def test_workdir_layout_and_metrics(finished_run):
