@@ -10,12 +10,14 @@ The step is ``benchmarks/profile_step.py``'s (same flags: ``--step``, ``--method
 ``--hypergradient``, ``--layers``, ``--C``, ``--batch``, ...). A compiles with the general
 options of ``config.runtime`` (``Resolved.xla_options``: what the retraining step uses); B with
 ``--options`` (a JSON object of XLA debug options) added to them, or by default with the
-one-shot search steps' options (``Resolved.search_xla_options``). The step is traced and
-lowered once; each of ``--compiles`` rounds then compiles it with A and with B (XLA's part
-alone, so neither is charged for tracing), and ``--rounds`` rounds call A then B on the same
-arguments, the first round untimed. Two programs timed in turn on one machine see the same
-load, which separate processes an hour apart do not (steps on the 2-core CPU vary by 10-20 %
-from hour to hour). Also printed: the largest difference between A's and B's outputs.
+one-shot search steps' options (``Resolved.search_xla_options``). The step is traced and lowered
+once; each of ``--compiles`` rounds then compiles it with A and with B (XLA's part alone, so
+neither is charged for tracing), and ``--rounds`` rounds call A then B, each on the state its
+last call returned (both start from the same state and see the same batches, so a GDAS search
+samples the same architectures in both), the first round untimed. Two programs timed in turn on
+one machine see the same load, which separate processes an hour apart do not (steps on the
+2-core CPU vary by 10-20 % from hour to hour). Also printed: the largest difference between A's
+and B's outputs.
 """
 
 from __future__ import annotations
@@ -56,11 +58,12 @@ def compare(args) -> dict:
                 compiled[name] = lowered.compile(compiler_options=options[name])
                 compile_s[name].append(round(time.perf_counter() - t, 1))
         step_s = {"A": [], "B": []}
-        outs = {}
+        outs = {name: (state, None) for name in step_s}
         for r in range(args.rounds + 1):
             for name in step_s:
                 t = time.perf_counter()
-                outs[name] = jax.block_until_ready(compiled[name](state, *step_args))
+                # Each carries its own state on from the same start (a search samples anew).
+                outs[name] = jax.block_until_ready(compiled[name](outs[name][0], *step_args))
                 if r:
                     step_s[name].append(time.perf_counter() - t)
     pairs = zip(jax.tree.leaves(outs["A"]), jax.tree.leaves(outs["B"]))

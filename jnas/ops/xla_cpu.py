@@ -17,21 +17,22 @@ The supernet steps of the one-shot searches take one more (:func:`search_options
 
 * ``xla_backend_optimization_level=1``: LLVM optimises XLA's generated kernels at ``-O1``
   instead of ``-O2``. In these steps the time is in YNNPACK and the native kernels, not in
-  XLA's own loops, so the step keeps its speed while compiling takes a fifth to a half less
-  (both programs compiled in one process and timed in turn, 2-core CPU, compile from
-  tracing to executable):
+  XLA's own loops, so the step keeps its speed while XLA compiles it faster
+  (``benchmarks/options_ab.py``: the step traced once, compiled both ways in one process,
+  the two timed in turn; 2-core CPU, 2026-12-07; C=16, batch 16):
 
-  ======================================  ================  ===========================
-  step (C=16, batch 16)                   compile           step
-  ======================================  ================  ===========================
-  DARTS first order, 8 cells              249.5 -> 202.6 s  2.331 -> 2.300 s
-  DARTS first order, 3 cells, XLA alone   56-60 -> 41-53 s
-  GDAS, 3 cells                           89.6 -> 49.4 s    0.365 -> 0.346 s
-  ======================================  ================  ===========================
+  ======================================  =====================  ======================
+  step                                    XLA compile            step (median)
+  ======================================  =====================  ======================
+  DARTS first order, 8 cells              203.0 -> 181.6 s       2.124 -> 2.162 s
+  GDAS, 8 cells                           182.3 -> 169.8 s       1.021 -> 1.031 s
+  DARTS first order, 3 cells (3 each)     56-60 -> 41-53 s
+  ======================================  =====================  ======================
 
-  The retraining network's step is slower with it (DARTS_V2, 20 cells, C=36, batch 32:
-  compile 39.4 -> 27.8 s, step +3.8 %), so its steps keep ``-O2``. ``benchmarks/options_ab.py``
-  measures such a pair.
+  The fastest DARTS steps were 2.024 s and 1.992 s; GDAS's steps vary with the sampled
+  architecture (fastest 0.687 s and 0.706 s). The retraining step gains nothing from it
+  (``--step=train --layers=20 --C=36 --batch=32``: XLA compile 48.4 -> 51.0 s, step 1.818 ->
+  1.847 s), so its steps keep ``-O2``.
 """
 
 from __future__ import annotations
