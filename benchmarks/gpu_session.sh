@@ -66,7 +66,7 @@ for stage in $STAGES; do
       ;;
     search)
       run search_step python benchmarks/search_step.py --method=darts,gdas --order=1 \
-        --batch="$SEARCH_BATCH" --steps=3 "${NET[@]}" $(peak "${PEAK_F32:-}") \
+        --batch="$SEARCH_BATCH" "${NET[@]}" $(peak "${PEAK_F32:-}") \
         --json="$OUT/search_step.json"
       ;;
     *)

@@ -14,10 +14,10 @@ one-shot search steps' options (``Resolved.search_xla_options``). The step is tr
 once; each of ``--compiles`` rounds then compiles it with A and with B (XLA's part alone, so
 neither is charged for tracing), and ``--rounds`` rounds call A then B, each on the state its
 last call returned (both start from the same state and see the same batches, so a GDAS search
-samples the same architectures in both), the first round untimed. Two programs timed in turn on
-one machine see the same load, which separate processes an hour apart do not (steps on the
-2-core CPU vary by 10-20 % from hour to hour). Also printed: the largest difference between A's
-and B's outputs.
+samples the same architectures in both), after ``--warmup`` untimed rounds. Two programs timed
+in turn on one machine see the same load, which separate processes an hour apart do not (steps
+on the 2-core CPU vary by 10-20 % from hour to hour). Also printed: the largest difference
+between A's and B's outputs.
 """
 
 from __future__ import annotations
@@ -59,12 +59,12 @@ def compare(args) -> dict:
                 compile_s[name].append(round(time.perf_counter() - t, 1))
         step_s = {"A": [], "B": []}
         outs = {name: (state, None) for name in step_s}
-        for r in range(args.rounds + 1):
+        for r in range(args.warmup + args.rounds):
             for name in step_s:
                 t = time.perf_counter()
                 # Each carries its own state on from the same start (a search samples anew).
                 outs[name] = jax.block_until_ready(compiled[name](outs[name][0], *step_args))
-                if r:
+                if r >= args.warmup:
                     step_s[name].append(time.perf_counter() - t)
     pairs = zip(jax.tree.leaves(outs["A"]), jax.tree.leaves(outs["B"]))
     diff = max(
@@ -127,6 +127,9 @@ def main(argv=None):
     p.add_argument("--options", help="B's extra XLA options, a JSON object (default: search's)")
     p.add_argument("--compiles", type=int, default=1, help="compilations of each, alternately")
     p.add_argument("--rounds", type=int, default=10, help="timed calls of each, alternately")
+    p.add_argument(
+        "--warmup", type=int, default=10, help="untimed rounds first (search_step.py's --warmup)"
+    )
     p.add_argument("--json", help="also write the result to this path")
     args = p.parse_args(argv)
     result = compare(args)

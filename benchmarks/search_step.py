@@ -18,7 +18,8 @@ are turned off. Strategies without a second order (GDAS, SNAS) get first-order r
 The network is the DARTS CIFAR-10 search network (C=16, 8 cells, 4 nodes, 32x32x3 inputs,
 10 classes) unless --C/--layers/--size say otherwise. Each row runs in a fresh subprocess, so
 that its compile time and peak memory are its own: ``compile_s`` is tracing, compiling and
-the first run of the step, ``step_s_median`` the median of ``--steps`` further runs,
+the first run of the step, ``step_s_median`` the median of ``--steps`` runs after ``--warmup``
+untimed ones,
 ``peak_mem_mb`` the device's peak bytes in use where the backend reports it (GPU/TPU),
 else the process's peak resident memory (CPU, compilation included), ``xla_mem_mb`` the
 buffers of the compiled step as XLA plans them (arguments, outputs and temporaries, less
@@ -62,6 +63,8 @@ KEYS = (
     "batch",
     "edges",
     "step_s_median",
+    "steps",
+    "warmup",
     "compile_s",
     "peak_mem_mb",
     "xla_mem_mb",
@@ -106,6 +109,8 @@ def _step_row(args, order, times, compile_s, xla_mem, metrics) -> dict:
         "order": order,
         "batch": args.batch,
         "step_s_median": round(statistics.median(times), 4),
+        "steps": len(times),
+        "warmup": args.warmup,
         "compile_s": round(compile_s, 2),
         "peak_mem_mb": round(_peak_mib(), 1),
         "xla_mem_mb": None if xla_mem is None else round(xla_mem, 1),
@@ -184,12 +189,13 @@ def _measure(args, strategy, config, runtime) -> dict:
     xla_mem = _xla_mib(step.memory_analysis())
     flops = compiled_flops(step)
     times = []
-    for _ in range(args.steps):
+    for i in range(args.warmup + args.steps):
         tb, vb = batch(), batch()
         t = time.perf_counter()
         state, m = step(state, tb, vb)
         jax.block_until_ready(m)
-        times.append(time.perf_counter() - t)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t)
     net = searcher.model
     edges = "scanned" if net.scan_edges else "vmapped" if net.vmap_edges else "looped"
     row = _step_row(args, args.order, times, compile_s, xla_mem, m)
@@ -246,14 +252,15 @@ def _shared_row(args) -> dict:
         compile_s = time.perf_counter() - t
         mem = step.memory_analysis()
         times = []
-        for i in range(args.steps):
+        for i in range(args.warmup + args.steps):
             arch, _ = sample(state.controller.params, jax.random.key(i + 1))
             tb = batch()
             jax.block_until_ready(arch)
             t = time.perf_counter()
             state, m = step(state, arch, tb)
             jax.block_until_ready(m)
-            times.append(time.perf_counter() - t)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t)
         # the controller alone
         n = max(20, args.steps)
         t = time.perf_counter()
@@ -357,7 +364,14 @@ def main(argv=None):
     p.add_argument("--order", type=int, choices=(1, 2), help="one order only (default both)")
     p.add_argument("--batch", type=int, help="one batch size only (default 16 and 64)")
     p.add_argument("--hypergradient", default="fd", choices=("fd", "exact"), help="order 2 kind")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per row")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per row")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=10,
+        help="untimed steps before the timed ones (after the first): the heap reaches its "
+        "steady size, and a sampling method (GDAS, ENAS) runs each edge's ops once or more",
+    )
     p.add_argument("--C", type=int, default=16)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--size", type=int, default=32)
@@ -428,6 +442,7 @@ def main(argv=None):
                     f"--order={order}",
                     f"--batch={batch}",
                     f"--steps={args.steps}",
+                    f"--warmup={args.warmup}",
                     f"--hypergradient={args.hypergradient}",
                     f"--C={args.C}",
                     f"--layers={args.layers}",
