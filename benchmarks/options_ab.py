@@ -22,7 +22,6 @@ between A's and B's outputs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -118,12 +117,9 @@ def report(r: dict) -> str:
 
 
 def main(argv=None):
-    from benchmarks.profile_step import add_step_args
-    from jnas import runtime
+    from benchmarks.profile_step import step_parser
 
-    runtime.tune_malloc()  # before JAX starts its CPU backend
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    add_step_args(p)
+    p = step_parser(__doc__)
     p.add_argument("--options", help="B's extra XLA options, a JSON object (default: search's)")
     p.add_argument("--compiles", type=int, default=1, help="compilations of each, alternately")
     p.add_argument("--rounds", type=int, default=10, help="timed calls of each, alternately")

@@ -246,12 +246,21 @@ def add_step_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
 
 
-def main(argv=None):
+def step_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with :func:`add_step_args`'s flags for a script that builds the step; first
+    sets the entry points' malloc settings (before JAX starts its CPU backend)."""
     from jnas import runtime
 
-    runtime.tune_malloc()  # before JAX starts its CPU backend
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    runtime.tune_malloc()
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawTextHelpFormatter
+    )
     add_step_args(p)
+    return p
+
+
+def main(argv=None):
+    p = step_parser(__doc__)
     p.add_argument("--steps", type=int, default=3, help="traced steps")
     p.add_argument("--depth", type=int, default=3, help="Flax module path components kept")
     p.add_argument("--out", default="profile_step", help="directory for the summary and trace")

@@ -19,7 +19,6 @@ op (DARTS) costs. Rows are timed in turn, ``--reps`` rounds after one untimed ro
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -97,12 +96,9 @@ def report(r: dict) -> str:
 
 
 def main(argv=None):
-    from benchmarks.profile_step import add_step_args
-    from jnas import runtime
+    from benchmarks.profile_step import step_parser
 
-    runtime.tune_malloc()  # before JAX starts its CPU backend
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    add_step_args(p)
+    p = step_parser(__doc__)
     p.set_defaults(step="search", method="gdas", batch=16)
     p.add_argument("--reps", type=int, default=4, help="timed rounds")
     p.add_argument("--strength", type=float, default=50.0, help="alpha on the forced op")
