@@ -30,7 +30,8 @@ The supernet steps of the one-shot searches take one more (:func:`search_options
   ======================================  =====================  ======================
 
   The fastest DARTS steps were 2.024 s and 1.992 s; GDAS's steps vary with the sampled
-  architecture (fastest 0.687 s and 0.706 s). The retraining step gains nothing from it
+  architecture (fastest 0.687 s and 0.706 s; timed after one untimed round, before GDAS's
+  steps reach their steady speed). The retraining step gains nothing from it
   (``--step=train --layers=20 --C=36 --batch=32``: XLA compile 48.4 -> 51.0 s, step 1.818 ->
   1.847 s), so its steps keep ``-O2``.
 """
