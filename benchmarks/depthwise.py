@@ -140,4 +140,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    runtime.relaunch()  # jnas's malloc settings from the start (JNAS_MALLOC=0: leave it)
     main()

@@ -276,4 +276,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from jnas import runtime
+
+    runtime.relaunch()  # jnas's malloc settings from the start (JNAS_MALLOC=0: leave it)
     main()

@@ -370,4 +370,5 @@ def main():
 
 
 if __name__ == "__main__":
+    runtime.relaunch()  # jnas's malloc settings from the start (JNAS_MALLOC=0: leave it)
     main()

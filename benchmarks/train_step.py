@@ -218,4 +218,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    jnas.runtime.relaunch()  # jnas's malloc settings from the start (JNAS_MALLOC=0: leave it)
     sys.exit(app.run(main))

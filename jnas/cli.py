@@ -68,8 +68,15 @@ def describe(exc: BaseException) -> tuple[int, str] | None:
 
 
 def run(main: Callable, *, argv: list[str] | None = None) -> None:
-    """``absl.app.run(main)`` inside the error boundary (see the module docstring); exits."""
+    """``absl.app.run(main)`` inside the error boundary (see the module docstring); exits.
+    Run from the command line (``argv`` None), it first relaunches the process with jnas's
+    malloc settings (:func:`jnas.runtime.relaunch`)."""
     from absl import app
+
+    from jnas import runtime
+
+    if argv is None:
+        runtime.relaunch()
 
     try:
         app.run(main, argv=argv, flags_parser=parse_flags)

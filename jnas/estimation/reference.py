@@ -123,4 +123,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from jnas import runtime
+
+    runtime.relaunch()  # jnas's malloc settings from the start (JNAS_MALLOC=0: leave it)
     main()
