@@ -59,7 +59,7 @@ TUNABLES = (
     "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
     "glibc.malloc.trim_threshold=18446744073709551615:glibc.malloc.tcache_count=0"
 )
-_RELAUNCHED = "JNAS_MALLOC_RELAUNCHED"  # set in the relaunched process: never twice
+_RELAUNCHED = "JNAS_MALLOC_RELAUNCHED"  # set for the relaunched process: never twice
 
 
 def _jax_backend_started() -> bool:
@@ -125,9 +125,9 @@ def relaunch() -> None:
     module docstring), where ``GLIBC_TUNABLES`` already holds the settings, in the
     relaunched process itself, where JAX's backend has started, or where the command line
     cannot run again (an interactive interpreter, a program read from stdin)."""
-    if _off_reason() or TUNABLES in os.environ.get("GLIBC_TUNABLES", ""):
+    if os.environ.pop(_RELAUNCHED, None):  # popped: the process's own children may relaunch
         return
-    if os.environ.get(_RELAUNCHED) or _jax_backend_started():
+    if _off_reason() or TUNABLES in os.environ.get("GLIBC_TUNABLES", "") or _jax_backend_started():
         return
     argv = list(getattr(sys, "orig_argv", []) or [])
     if not argv or not sys.executable or sys.argv[:1] in ([], [""], ["-"]):

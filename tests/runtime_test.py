@@ -39,12 +39,13 @@ def test_late_call_is_reported(run_script):
 @glibc_only
 def test_freed_aligned_slab_is_reused_only_with_the_tunables(run_script):
     # The control: with mallopt's settings alone, the spare end of each 64-byte-aligned slab
-    # stays in the thread's cache between the slab and the heap's top, and every request
-    # takes a new 32 MB slab (glibc 2.36). With the tunables the heap holds one.
+    # stays in the thread's cache between the slab and the heap's top, and most requests
+    # take a new 32 MB slab (glibc 2.36; not all: a spare end can be too small to split off).
+    # With the tunables the heap holds one.
     alone = run_script("memalign_reuse.py")
     tuned = run_script("memalign_reuse.py", env={"GLIBC_TUNABLES": runtime.TUNABLES})
     assert alone["status"] == tuned["status"] == "on"
-    assert alone["distinct"] == 5 and alone["grown_mb"] > 4.5 * 32, alone
+    assert alone["distinct"] >= 3 and alone["grown_mb"] > 2.5 * 32, alone
     assert tuned["distinct"] == 1 and tuned["grown_mb"] < 2 * 32, tuned
 
 
